@@ -1,0 +1,3 @@
+from morphoscope.cli import main
+
+main()

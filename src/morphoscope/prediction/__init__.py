@@ -1,0 +1,1 @@
+"""Prediction: running a trained model on images and writing its outputs."""

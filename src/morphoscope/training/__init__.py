@@ -1,0 +1,1 @@
+"""Training: datasets with augmentation, the per-epoch engine, checkpoints and the run driver."""
