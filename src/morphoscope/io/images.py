@@ -36,9 +36,12 @@ def read_image(path: str | Path, *, page: int | None = None) -> np.ndarray:
 
             with tifffile.TiffFile(path) as tif:
                 if page is not None:
-                    arr = tif.pages[page].asarray()
+                    arr = tif.asarray(key=page)
                 else:
                     arr = tif.asarray()
+                    axes = tif.series[0].axes if tif.series else ""
+                    if axes.endswith("SYX") and arr.shape[-3] in (3, 4):
+                        arr = np.moveaxis(arr, -3, -1)  # planar RGB -> channels last
         else:
             from PIL import Image
 

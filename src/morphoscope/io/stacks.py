@@ -141,6 +141,11 @@ def read_stack(path: str | Path, *, axes: str | None = None) -> Stack:
                 series = tif.series[0]
                 data = series.asarray()
                 found = series.axes
+                if (not tif.is_ome and not tif.is_imagej and data.ndim > 2
+                        and not (found.endswith("YXS") and data.shape[-1] in (3, 4))):
+                    described = tif.is_shaped and any("axes" in (m or {}) for m in (tif.shaped_metadata or ()))
+                    if not described:  # tifffile's guess (e.g. 3 pages -> 'SYX'), not the file's word
+                        found = "Q" * (data.ndim - 2) + "YX"
                 ome = bool(tif.is_ome)
                 if tif.is_ome and tif.ome_metadata:
                     meta.update(_ome_sizes(tif.ome_metadata))
@@ -154,6 +159,12 @@ def read_stack(path: str | Path, *, axes: str | None = None) -> Stack:
                     px = _tiff_pixel_size(tif)
                     if px is not None:
                         meta["pixel_size"] = px
+            if "pixel_size" not in meta:  # the measurement module's reader knows more unit spellings
+                from morphoscope.morphology.measure import read_pixel_size
+
+                px = read_pixel_size(path)
+                if px is not None:
+                    meta["pixel_size"] = px
         except InputError:
             raise
         except Exception as exc:
@@ -208,7 +219,9 @@ def write_stack(path: str | Path, data: np.ndarray, axes: str, *, pixel_size: fl
         kw["compression"] = compression
     use_imagej = (not ome) and _imagej_ok(axes, data.dtype)
     if use_imagej:
-        md = {"axes": axes, "unit": "um"}
+        md = {"axes": axes}
+        if pixel_size:
+            md["unit"] = "um"
         if z_spacing:
             md["spacing"] = float(z_spacing)
         if time_interval:

@@ -143,7 +143,10 @@ def shape_measurements(
         return regionprops_measurements(labels, properties=props)
     if method != "fast":
         raise ValueError(f"method must be 'fast' or 'regionprops', got {method!r}")
-    seq, ids = _shape.sequential_labels(labels)
+    return _shape_from_seq(*_shape.sequential_labels(labels), props)
+
+
+def _shape_from_seq(seq: np.ndarray, ids: np.ndarray, props: list[str]) -> dict[str, np.ndarray]:
     n = len(ids)
     out: dict[str, np.ndarray] = {"label": ids}
     if n == 0:
@@ -225,9 +228,12 @@ def intensity_measurements(
     """
     labels = check_label_image(labels)
     img = _check_image(image, labels.shape)
-    props = [p for p in properties if p in INTENSITY]
     seq, ids = _shape.sequential_labels(labels)
-    n = len(ids)
+    return _intensity_from_seq(seq, len(ids), img, properties)
+
+
+def _intensity_from_seq(seq, n, img, properties) -> dict[str, np.ndarray]:
+    props = [p for p in properties if p in INTENSITY]
     chans = img.reshape(img.shape[0] * img.shape[1], -1)
     n_ch = chans.shape[1]
     out = {p: np.zeros((n, n_ch)) for p in props}
@@ -295,7 +301,7 @@ def table_columns(
 
 def _dtype(col: str):
     if col in ("image", "class", "group"):
-        return object
+        return str  # pandas' default text dtype (object in pandas 2, str in pandas 3)
     if col == "touches_border":
         return bool
     if col == "label" or col.startswith("bbox_"):
@@ -418,8 +424,12 @@ def measure_labels(
                             scores=scores is not None, group=group is not None)
     h, w = labels.shape
     info = {image_name: {"height": h, "width": w, "pixel_size_um": pixel_size, "group": group}}
-    res = shape_measurements(labels, properties=shape_props, method=method)
-    ids = res["label"]
+    if method == "fast":
+        seq, ids = _shape.sequential_labels(labels)
+        res = _shape_from_seq(seq, ids, shape_props)
+    else:
+        res = shape_measurements(labels, properties=shape_props, method=method)
+        ids = res["label"]
     if len(ids) == 0:
         table = empty_table(columns)
         table.attrs["images"] = info
@@ -450,7 +460,7 @@ def measure_labels(
 
             inten = regionprops_intensity(labels, img, properties=inten_props)
         else:
-            inten = intensity_measurements(labels, img, properties=inten_props)
+            inten = _intensity_from_seq(seq, len(ids), img, inten_props)
         for p in inten_props:
             if n_ch == 1:
                 data[column_name(p)] = inten[p][:, 0]

@@ -67,9 +67,13 @@ def regionprops_measurements(labels: np.ndarray, *, properties: Iterable[str] = 
             out[c] = np.zeros(0, np.int64)
         out.update({p: np.zeros(0) for p in props})
         return out
-    t = regionprops_table(labels, properties=rp_names, extra_properties=extra)
+    # regionprops allocates per label value up to the largest: number the objects 1..n first
+    from morphoscope.morphology.shape import sequential_labels
+
+    seq, ids = sequential_labels(labels)
+    t = regionprops_table(seq, properties=rp_names, extra_properties=extra)
     out = {
-        "label": np.asarray(t["label"], np.int64),
+        "label": ids[np.asarray(t["label"], np.int64) - 1],
         "centroid_row": t["centroid-0"], "centroid_col": t["centroid-1"],
         "bbox_row_min": t["bbox-0"], "bbox_col_min": t["bbox-1"],
         "bbox_row_max": t["bbox-2"], "bbox_col_max": t["bbox-3"],
@@ -106,7 +110,10 @@ def regionprops_intensity(labels: np.ndarray, image: np.ndarray, *,
     extra = [_integrated] if "intensity_integrated" in props else []
     if not np.asarray(labels).any():
         return {p: np.zeros((0, n_ch)) for p in props}
-    t = regionprops_table(labels, intensity_image=image, properties=["label"] + rp,
+    from morphoscope.morphology.shape import sequential_labels
+
+    t = regionprops_table(sequential_labels(labels)[0], intensity_image=image,
+                          properties=["label"] + rp,
                           extra_properties=extra)
     out = {}
     for p in props:

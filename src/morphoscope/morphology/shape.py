@@ -56,21 +56,25 @@ _MAX_PASSES = 64
 def sequential_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(seq, ids)``: ``seq`` holds ``i`` where ``labels`` holds ``ids[i - 1]``.
 
-    ``seq`` is int32 (int64 past 2**31 - 1 objects) and C-contiguous; ``ids`` are the sorted
-    object labels present (background 0 excluded). ``labels`` must be a non-negative integer
-    array (checked by the caller).
+    ``seq`` is C-contiguous with an integer dtype of at most 64 bits (``labels`` itself when its
+    labels are already ``1..n``); ``ids`` are the sorted object labels present (background 0
+    excluded), int64. ``labels`` must be a non-negative integer array (checked by the caller).
     """
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype.kind not in "iu" or labels.dtype.itemsize > 8:
+        labels = labels.astype(np.int64)
     flat = labels.ravel()
     top = int(flat.max(initial=0))
     if top == 0:
         return np.zeros(labels.shape, np.int32), np.zeros(0, np.int64)
     if top <= max(4 * flat.size, 1 << 20):
-        counts = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1)
+        counts = np.bincount(flat, minlength=top + 1)
         ids = np.flatnonzero(counts[1:]) + 1
         if len(ids) == top:  # already 1..n
             seq = labels
         else:
-            lut = np.zeros(top + 1, np.int64)
+            small = len(ids) < np.iinfo(np.int32).max
+            lut = np.zeros(top + 1, np.int32 if small else np.int64)
             lut[ids] = np.arange(1, len(ids) + 1)
             seq = lut[labels]
     else:  # a few huge label values: sort instead of a huge look-up table
@@ -79,8 +83,9 @@ def sequential_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ids, seq = ids[1:], inverse.reshape(labels.shape)
         else:
             seq = inverse.reshape(labels.shape) + 1
-    dtype = np.int32 if len(ids) < np.iinfo(np.int32).max else np.int64
-    return np.ascontiguousarray(seq, dtype=dtype), ids.astype(np.int64)
+    if seq.dtype == np.uint64:
+        seq = seq.astype(np.int64)
+    return np.ascontiguousarray(seq), ids.astype(np.int64)
 
 
 def _stable_order(keys: np.ndarray, top: int) -> np.ndarray:

@@ -29,7 +29,7 @@ def build_model(model_cfg, num_classes: int, *, load_weights: bool = True) -> to
               classes=out_channels(model_cfg, num_classes))
     if model_cfg.architecture == "fpn":
         net = smp.FPN(decoder_pyramid_channels=model_cfg.decoder_channels,
-                      decoder_segmentation_channels=max(16, model_cfg.decoder_channels // 2),
+                      decoder_segmentation_channels=max(32, model_cfg.decoder_channels // 2 // 32 * 32),
                       decoder_dropout=model_cfg.dropout, **kw)
     else:
         c = model_cfg.decoder_channels

@@ -99,7 +99,8 @@ def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "m
         seeds_mask = h_maxima(dist, h).astype(bool) & mask
         elevation = -dist
     seeds, n = ndimage.label(seeds_mask)
-    seeds = remove_small(seeds, max(1, min_size // 4))
+    if kind in ("boundary", "distance") and aux is not None:  # h-maxima are often single pixels
+        seeds = remove_small(seeds, max(1, min_size // 4))
     # pieces of the mask without any seed keep their own label (they would vanish otherwise)
     cc, k = ndimage.label(mask)
     if k:
