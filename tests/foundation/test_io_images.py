@@ -84,6 +84,9 @@ def test_atomic_write_keeps_old_file_on_failure_and_refuses_overwrite(tmp_path):
             fh.write("new, half-way")
             raise RuntimeError("crash")
     assert p.read_text() == "old"
+    with atomic_write(p, mode="w") as fh:
+        fh.write("new")
+    assert p.read_text() == "new" and (p.stat().st_mode & 0o644) == 0o644  # readable by colleagues
     assert [q.name for q in tmp_path.iterdir()] == ["out.txt"]  # no temp file left
     with pytest.raises(OutputExistsError, match="--overwrite"):
         with atomic_write(p, mode="w", overwrite=False) as fh:

@@ -130,3 +130,20 @@ def test_shipped_configs_validate():
     for p in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")):
         cfg = load_config(p)
         assert cfg.task in ("instance", "semantic", "classify"), p
+
+
+def test_same_engine_runs_under_torchrun(tmp_path, samples_dir):
+    """Two CPU processes (gloo) through the real CLI: the run folder is written once, complete."""
+    import subprocess
+    import sys
+
+    cfg = tiny_instance_config(samples_dir, epochs=1, iters=1)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "-m", "morphoscope", "train", str(p), "--out", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("run folder:") == 1
+    ck = torch.load(tmp_path / "ddp" / "checkpoint_last.pt", weights_only=False)
+    assert ck["epoch"] == 0 and ck["config"]["train"]["iters_per_epoch"] == 1

@@ -387,23 +387,31 @@ def read_sample_image(files: list[Path], expected: int | None = None, where: str
 
 
 def check_channels(dataset: ClassificationDataset, expected: int | None) -> int:
-    """Check every image's channel count from its header; returns the count (the first image's
-    when ``expected`` is None). Errors name the CSV line and the file."""
+    """Check every image's channel count (from its header; images whose header is ambiguous, such
+    as grey stored as RGB, are read); returns the count (the first image's when ``expected`` is
+    None). Errors name the CSV line and the file."""
     first = None
     for s in dataset.samples:
         if len(s.files) > 1:
             for f in s.files:
-                c = probe_channels(f)
-                if c not in (1, 3, 4):  # grey, or grey stored as RGB(A) (checked when read)
-                    raise InputError(f"{s.where()}: per-channel file has {c} channels, expected 1", path=f)
+                if probe_channels(f) != 1:  # grey stored as RGB(A) is fine: read and check it
+                    fit_channels(_channels_last(read_image(f), f), 1, f, f"{s.where()}: per-channel file")
             c = len(s.files)
         else:
             c = probe_channels(s.files[0])
         want = expected if expected is not None else first
-        if want is not None and c != want and not (want == 1 and c in (3, 4)) and not (want == 3 and c == 4):
-            origin = "model.in_channels" if expected is not None else f"the first image ({dataset.samples[0].files[0].name})"
-            raise InputError(f"{s.where()}: image has {c} channel(s) but {origin} has {want}",
-                             path=s.files[0])
+        if want is not None and c != want:
+            origin = ("model.in_channels" if expected is not None
+                      else f"the first image ({dataset.samples[0].files[0].name})")
+            if (want, c) in ((1, 3), (1, 4), (3, 4)) and len(s.files) == 1:
+                try:  # grey stored as RGB, or a constant alpha channel
+                    fit_channels(_channels_last(read_image(s.files[0]), s.files[0]), want, s.files[0])
+                    c = want
+                except InputError:
+                    pass
+            if c != want:
+                raise InputError(f"{s.where()}: image has {c} channel(s) but {origin} has {want}",
+                                 path=s.files[0])
         if first is None:
             first = c
     return expected if expected is not None else first

@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
         groups: Annotated[Path | None, typer.Option("--groups", help=GROUPS_HELP)] = None,
         gallery: Annotated[int, typer.Option(
             "--gallery", min=0, help="Overlays shown at most (evenly spaced).")] = 12,
+        measurements: Annotated[str | None, typer.Option(
+            "--measurements", help="Comma-separated measurements to plot distributions of "
+                                   "(default: all shape measurements and the mean, median and "
+                                   "integrated intensity).")] = None,
         title: Annotated[str | None, typer.Option("--title", help="Report title.")] = None,
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace an existing report.")] = False,
@@ -43,17 +47,24 @@ def register(app: typer.Typer) -> None:
         from morphoscope.errors import InputError
         from morphoscope.io.atomic import check_writable
         from morphoscope.morphology.measure import check_pixel_size
-        from morphoscope.reports.html import build_report
+        from morphoscope.morphology.definitions import BY_NAME
+        from morphoscope.reports.html import DEFAULT_DISTRIBUTIONS, build_report
 
         if out.suffix.lower() not in (".html", ".htm"):
             raise InputError("the report is an HTML file: give --out NAME.html", path=out)
         check_pixel_size(pixel_size)
         check_writable([out], overwrite=overwrite)
+        chosen = DEFAULT_DISTRIBUTIONS
+        if measurements is not None:
+            chosen = tuple(m.strip() for m in measurements.split(",") if m.strip())
+            unknown = [m for m in chosen if m not in BY_NAME]
+            if unknown:
+                raise InputError(f"unknown measurement(s) {unknown}; known: {sorted(BY_NAME)}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             path = build_report(source, out, gt=gt, table=table, images=image,
                                 pixel_size=pixel_size, groups=groups, gallery=gallery,
-                                title=title, overwrite=overwrite)
+                                measurements=chosen, title=title, overwrite=overwrite)
         for w in caught:
             if issubclass(w.category, UserWarning) and "morphoscope" in str(w.filename):
                 typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)

@@ -263,7 +263,8 @@ def _scatter_section(table: pd.DataFrame) -> str:
     parts = ['<section id="scatter"><h2>Shape descriptors against each other</h2>']
     if len(table):
         parts.append(_figure_html(scatter_matrix_figure(table), "scatter matrix",
-                                  "Each point is one object (at most 5,000 per class)."))
+                                  "Each point is one object (at most 5,000 per class, chosen at random); "
+                                  "the axes span the 0.5–99.5 percentiles of each measurement."))
     else:
         parts.append('<p class="note">No objects.</p>')
     parts.append("</section>")

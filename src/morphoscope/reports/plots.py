@@ -149,8 +149,9 @@ def scatter_matrix_figure(
     table: pd.DataFrame, columns: Sequence[str] | None = None, *, by: str = "class",
     max_points: int = 5_000,
 ):
-    """Pairwise scatter plots of the main shape descriptors (histograms on the diagonal),
-    coloured by class; at most ``max_points`` objects per class are drawn (chosen at random)."""
+    """Pairwise scatter plots of the main shape descriptors (lower triangle; histograms on the
+    diagonal), coloured by class; at most ``max_points`` objects per class are drawn (chosen at
+    random). Default descriptors: area, circularity, eccentricity, solidity, aspect ratio."""
     if columns is None:
         columns = [c for c in table.columns if base_name(c) in SCATTER_DEFAULT]
         order = {n: i for i, n in enumerate(SCATTER_DEFAULT)}
@@ -158,45 +159,54 @@ def scatter_matrix_figure(
     k = len(columns)
     classes = sorted(table[by].astype(str).unique()) if len(table) else []
     colours = class_colours(classes)
-    fig = _figure(figsize=(2.2 * k + 0.6, 2.2 * k + 0.6))
-    axes = np.atleast_2d(fig.subplots(k, k, squeeze=False))
-    fig.subplots_adjust(left=0.1, right=0.99, bottom=0.08, top=0.95, wspace=0.08, hspace=0.08)
+    fig = _figure(figsize=(2.2 * k + 0.6, 2.2 * k + 0.4))
     rng = np.random.default_rng(0)
     sample = []
     for cls in classes:
         sub = table[table[by].astype(str) == cls]
         if len(sub) > max_points:
             sub = sub.iloc[np.sort(rng.choice(len(sub), max_points, replace=False))]
-        sample.append((cls, sub))
+        values = {c: pd.to_numeric(sub[c], errors="coerce").to_numpy(float) for c in columns}
+        sample.append((cls, values))
+    grid = fig.add_gridspec(k, k, left=0.1, right=0.99, bottom=0.08, top=0.95, wspace=0.08,
+                            hspace=0.08)
+    limits = {}
+    for c in columns:
+        v = _finite(table[c]) if len(table) else np.zeros(0)
+        limits[c] = _bins(v, 30)
     for i, yc in enumerate(columns):
-        for j, xc in enumerate(columns):
-            ax = axes[i, j]
+        for j, xc in enumerate(columns[: i + 1]):
+            ax = fig.add_subplot(grid[i, j])
+            bins = limits[xc]
             if i == j:
-                v = _finite(table[xc]) if len(table) else np.zeros(0)
-                bins = _bins(v, 30)
-                for cls, sub in sample:
-                    ax.hist(np.clip(_finite(sub[xc]), bins[0], bins[-1]), bins=bins,
-                            histtype="step", color=colours[cls], density=True)
+                for cls, vals in sample:
+                    v = vals[xc][np.isfinite(vals[xc])]
+                    ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step",
+                            color=colours[cls], density=True)
+                ax.tick_params(left=False, labelleft=False)
             else:
-                for cls, sub in sample:
-                    x = pd.to_numeric(sub[xc], errors="coerce").to_numpy(float)
-                    y = pd.to_numeric(sub[yc], errors="coerce").to_numpy(float)
+                for cls, vals in sample:
+                    x, y = vals[xc], vals[yc]
                     ok = np.isfinite(x) & np.isfinite(y)
                     ax.scatter(x[ok], y[ok], s=3, alpha=0.4, color=colours[cls],
-                               rasterized=True, label=cls)
+                               rasterized=True, linewidths=0)
+                ax.set_ylim(limits[yc][0], limits[yc][-1])
+                if j == 0:
+                    ax.set_ylabel(column_label(yc), fontsize=8)
+                else:
+                    ax.tick_params(labelleft=False)
+            ax.set_xlim(bins[0], bins[-1])
             if i == k - 1:
                 ax.set_xlabel(column_label(xc), fontsize=8)
             else:
-                ax.set_xticklabels([])
-            if j == 0:
-                ax.set_ylabel(column_label(yc), fontsize=8)
-            else:
-                ax.set_yticklabels([])
+                ax.tick_params(labelbottom=False)
             ax.tick_params(labelsize=7)
     if len(classes) > 1:
-        handles = [axes[0, 1].scatter([], [], color=colours[c], label=c) for c in classes]
-        fig.legend(handles=handles, loc="upper center", ncols=min(len(classes), 6),
-                   frameon=False)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=c)
+                   for c in classes]
+        fig.legend(handles=handles, loc="upper right", frameon=False, fontsize=9)
     return fig
 
 
@@ -231,12 +241,15 @@ def _prf_axes(ax, x, curve: dict, best_index: int, xlabel: str):
     bx, bf = x[best_index], curve["f1"][best_index]
     ax.axvline(bx, color="#555555", linestyle="--", linewidth=1)
     ax.plot([bx], [bf], "o", color="#d62728")
-    ax.annotate(f"best F1 {bf:.3f}\nat {bx:.2f}", (bx, bf), xytext=(8, -28),
-                textcoords="offset points", fontsize=9)
+    lo, hi = float(np.min(x)), float(np.max(x))
+    right = hi > lo and (bx - lo) / (hi - lo) > 0.6
+    ax.annotate(f"best F1 {bf:.3f}\nat {bx:.2f}", (bx, bf),
+                xytext=(-8 if right else 8, 10 if bf < 0.85 else -34),
+                textcoords="offset points", fontsize=9, ha="right" if right else "left")
     ax.set_xlabel(xlabel)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=9, loc="lower left")
+    ax.legend(frameon=True, framealpha=0.9, fontsize=9, loc="best")
 
 
 def pr_vs_score_figure(curve: dict):

@@ -35,12 +35,14 @@ def prepare_run_dir(cfg, out: str | Path | None, *, resume: bool, overwrite: boo
     elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise OutputExistsError("run folder already has results; pass --resume to continue it or "
                                 "--overwrite to start again", path=run_dir)
+    dist.barrier()  # every rank has checked before rank 0 writes into the folder
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         from morphoscope.io.atomic import atomic_write
 
         with atomic_write(run_dir / "config.yaml", mode="w") as fh:
             yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+    dist.barrier()
     return run_dir
 
 
@@ -101,7 +103,8 @@ def _train_instance(cfg: InstanceConfig, *, out, resume, overwrite, progress) ->
 
     model = build_maskrcnn(cfg.model, len(train_ds.class_names)).to(device)
     if world > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":  # SyncBatchNorm exists for GPUs only
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local] if device.type == "cuda" else None)
     bare = model.module if world > 1 else model

@@ -228,52 +228,45 @@ def outputs_zip(items: list[Item], threshold: float, plane_loader=None, pixel_si
         return buf.getvalue()
 
 
-def package_report(pred_dir: Path) -> str | None:
-    """The HTML of the package's report builder (``morphoscope report``) for a prediction folder,
-    or None when this installation has none."""
-    import importlib
+def package_report(pred_dir: Path, table=None, title: str | None = None) -> str | None:
+    """The package's report (``morphoscope report``) of a prediction folder with its measurement
+    table, or None when this installation has no report builder."""
     import inspect
 
     try:
-        mod = importlib.import_module("morphoscope.reports")
-    except ModuleNotFoundError:
+        from morphoscope.reports import report_html as build
+    except ImportError:
         return None
-    for fname in ("build_report", "write_report", "make_report", "report"):
-        fn = getattr(mod, fname, None)
-        if fn is None or not callable(fn):
-            continue
-        out = pred_dir.parent / "report.html"
-        params = inspect.signature(fn).parameters
-        kwargs = {"out": out} if "out" in params else {}
-        if "overwrite" in params:
-            kwargs["overwrite"] = True
-        res = fn(pred_dir, **kwargs) if kwargs else fn(pred_dir, out)
-        if isinstance(res, str) and res.lstrip().startswith("<"):
-            return res
-        path = Path(res) if isinstance(res, (str, Path)) else out
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-        return None
-    return None
+    params = inspect.signature(build).parameters
+    kwargs = {}
+    if table is not None and "table" in params:
+        kwargs["table"] = table
+    if title and "title" in params:
+        kwargs["title"] = title
+    return build(pred_dir, **kwargs)
 
 
 def report_html(items: list[Item], threshold: float, plane_loader=None, pixel_size=None,
                 pred_dir: Path | None = None) -> str:
-    """A self-contained HTML report: the package's report of the prediction folder when it has a
-    report builder (``morphoscope report``), else a summary made here."""
+    """A self-contained HTML report: the package's report (``morphoscope report``) for instance
+    models, else (or if it fails) a summary made here."""
     import logging
 
-    try:
-        if pred_dir is None:
-            with tempfile.TemporaryDirectory(prefix="morphoscope-report-") as tmp:
-                d = write_outputs(items, Path(tmp) / "predictions", threshold, plane_loader, pixel_size)
-                text = package_report(d)
-        else:
-            text = package_report(pred_dir)
-        if text:
-            return text
-    except Exception:  # the built-in summary below is always available
-        logging.getLogger("morphoscope.web").exception("report builder failed; using the built-in summary")
+    job = items[0].job
+    if job.task == "instance":
+        title = f"morphoscope report: {job.model_id}, {len(items)} image{'s' if len(items) != 1 else ''}"
+        try:
+            table = measurements(items, threshold, plane_loader, pixel_size)
+            if pred_dir is None:
+                with tempfile.TemporaryDirectory(prefix="morphoscope-report-") as tmp:
+                    d = write_outputs(items, Path(tmp) / "predictions", threshold, plane_loader, pixel_size)
+                    text = package_report(d, table, title)
+            else:
+                text = package_report(pred_dir, table, title)
+            if text:
+                return text
+        except Exception:  # the built-in summary below is always available
+            logging.getLogger("morphoscope.web").exception("report builder failed; using the built-in summary")
     return simple_report(items, threshold, plane_loader, pixel_size)
 
 

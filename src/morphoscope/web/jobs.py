@@ -494,12 +494,16 @@ def measure_instance(labels, plane, scores, classes, class_names, name, pixel_si
 def instance_result_from_prediction(pred, *, plane, name, class_names, pixel_size=None, index=0,
                                     upload_id="", slice_=0, measure=True) -> ImageResult:
     """An :class:`ImageResult` from raw :class:`InstancePrediction` detections."""
-    from morphoscope.prediction.instance import InstancePrediction
+    import dataclasses
 
     order = np.argsort(-pred.scores, kind="stable")
-    if np.any(order != np.arange(len(order))):
-        pred = InstancePrediction(masks=pred.masks[order], scores=pred.scores[order],
-                                  classes=pred.classes[order], boxes=pred.boxes[order])
+    if np.any(order != np.arange(len(order))):  # to_labels needs the highest score first
+        fields = {"scores": pred.scores[order], "classes": pred.classes[order], "boxes": pred.boxes[order]}
+        if hasattr(pred, "crops"):
+            fields.update(crops=[pred.crops[i] for i in order], origins=pred.origins[order])
+        else:
+            fields.update(masks=pred.masks[order])
+        pred = dataclasses.replace(pred, **fields)
     labels, index_kept = pred.to_labels(0.0)
     scores = np.concatenate([[0.0], pred.scores[index_kept]]).astype(np.float32)
     classes = np.concatenate([[0], pred.classes[index_kept]]).astype(np.int64)

@@ -179,7 +179,7 @@
       $("model-card").innerHTML = '<div class="hint">Start the server with <code>--model path/to/model_best.pt</code>.</div>';
       return;
     }
-    for (const m of S.models) sel.append(el("option", { value: m.id }, `${m.name} — ${m.task}`));
+    for (const m of S.models) sel.append(el("option", { value: m.id, title: `${m.name} (${m.task})` }, m.name));
     S.modelId = (S.models.find((m) => m.default) || S.models[0]).id;
     sel.value = S.modelId;
     applyModelDefaults();
@@ -364,7 +364,7 @@
       if (st.status !== "done") { toast("That job has no results", st.error || st.status, "error"); return; }
       if (!S.models.find((m) => m.id === st.model)) {
         S.models.push({ id: st.model, name: st.model, task: st.task, classes: st.classes, metrics: {}, source: "job", score_threshold: st.score_threshold, probability_threshold: st.score_threshold });
-        $("model-select").append(el("option", { value: st.model }, `${st.model} — ${st.task}`));
+        $("model-select").append(el("option", { value: st.model }, st.model));
       }
       S.modelId = st.model;
       $("model-select").value = st.model;
@@ -1400,9 +1400,13 @@
     renderTable();
     renderPlots();
     renderSummary();
+    updateTabCount();
     requestDraw();
   }
-  const updateTables = debounce(() => { renderTable(); renderPlots(); renderSummary(); renderDownloads(); renderImageList(); }, 120);
+  function updateTabCount() {
+    $("tab-table").innerHTML = `Objects <span class="n">${tableRows().length}</span>`;
+  }
+  const updateTables = debounce(() => { renderTable(); renderPlots(); renderSummary(); renderDownloads(); renderImageList(); updateTabCount(); }, 120);
   function onDisplayChange() {
     const e = current();
     for (const x of S.images) updateLabelNumbers(x);

@@ -1,0 +1,475 @@
+"""The HTTP API of ``morphoscope serve`` with the bundled sample images: every endpoint, every
+output format, thresholds applied without the network, limits and error cases."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from web_testdata import decode_png, decode_tiff, png_bytes, tiff_bytes, wait_done
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds: the kept base labels give exactly InstancePrediction.to_labels
+# --------------------------------------------------------------------------------------------
+
+
+def test_rethreshold_equals_to_labels():
+    from morphoscope.prediction.instance import InstancePrediction
+    from morphoscope.web.jobs import instance_result_from_prediction
+
+    rng = np.random.default_rng(3)
+    h, w, n = 60, 80, 40
+    yy, xx = np.mgrid[:h, :w]
+    masks = np.zeros((n, h, w), bool)
+    for i in range(n):  # overlapping discs
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, 12)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    masks[7] = masks[3]  # one detection fully covered by a higher-scoring one
+    scores = np.sort(rng.uniform(0.05, 1, n).astype(np.float32))[::-1].copy()
+    scores[7] = scores[3]
+    classes = rng.integers(1, 3, n)
+
+    def prediction(order):
+        crops, origins = [], []
+        for i in order:  # each mask cut to its bounding box, as predict_instances keeps them
+            ys, xs = np.nonzero(masks[i])
+            crops.append(masks[i][ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+            origins.append((ys.min(), xs.min()))
+        return InstancePrediction(crops=crops, origins=np.asarray(origins), scores=scores[order],
+                                  classes=classes[order], boxes=np.zeros((n, 4), np.float32), shape=(h, w))
+
+    pred = prediction(np.arange(n))
+    shuffled = rng.permutation(n)  # the kept result does not rely on the order it is given
+    res = instance_result_from_prediction(
+        prediction(shuffled), plane=rng.integers(0, 4000, (h, w)).astype(np.uint16), name="t",
+        class_names=["a", "b"], measure=True)
+    for t in (0.0, 0.05, float(scores[10]), 0.5, float(scores[30]) + 1e-7, 0.99, 1.0):
+        want, index = pred.to_labels(t)
+        got, classes, got_scores = res.labels_at(t)
+        assert np.array_equal(got, want), t
+        assert np.array_equal(classes[1:], pred.classes[index])
+        assert np.array_equal(got_scores[1:], pred.scores[index])
+        table = res.measurements_at(t)
+        assert sorted(table["label"]) == list(range(1, int(want.max()) + 1))
+        areas = np.bincount(want.ravel(), minlength=int(want.max()) + 1)[1:]
+        assert np.array_equal(table.sort_values("label")["area_px2"].to_numpy(), areas)
+
+
+# --------------------------------------------------------------------------------------------
+# server, models, examples
+# --------------------------------------------------------------------------------------------
+
+
+def test_server_info_and_committed_openapi(client):
+    info = client.get("/api").json()
+    assert info["name"] == "morphoscope" and info["limits"]["max_upload_mb"] == 4
+    spec = client.get("/api/openapi.json").json()
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert spec == committed, "docs/openapi.json is stale: morphoscope serve --write-openapi docs/openapi.json"
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "/api/jobs/{job_id}" in docs.text and "cdn" not in docs.text.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for asset in ("app.js", "style.css"):
+        r = client.get(f"/static/{asset}")
+        assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+
+
+def test_models(client, model_path):
+    cards = client.get("/api/models").json()
+    assert len(cards) >= 1 and cards[0]["default"]
+    card = cards[0]
+    assert card["task"] == "instance" and card["classes"] == ["nucleus"] and card["path"] == str(model_path)
+    assert client.get(f"/api/models/{card['id']}").json() == card
+    r = client.get("/api/models/no-such-model")
+    assert r.status_code == 404 and "unknown model" in r.json()["detail"]
+
+
+def test_examples(client, sample_paths):
+    ex = client.get("/api/examples").json()
+    assert {e["file"] for e in ex} >= {p.name for p in sample_paths}
+    e = ex[0]
+    assert (e["height"], e["width"], e["dtype"]) == (520, 696, "uint16")
+    assert decode_png(client.get(e["preview_url"]).content).shape[2] == 3
+    original = client.get(e["image_url"]).content
+    assert decode_tiff(original).shape == (520, 696)
+    up = client.post(f"/api/examples/{e['name']}")
+    assert up.status_code == 201 and up.json()["example"] == e["name"] and up.json()["pages"] == 1
+    assert client.post("/api/examples/nope").status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# uploads: formats and refusals
+# --------------------------------------------------------------------------------------------
+
+
+def test_upload_formats(client, sample_paths):
+    from morphoscope.io.images import read_image
+
+    img16 = read_image(sample_paths[1])
+    img8 = (img16 / max(1, img16.max()) * 255).astype(np.uint8)
+    rgb = np.stack([img8, img8 // 2, img8], axis=-1)
+    stack = np.stack([img16[:200, :300], img16[100:300, 100:400], img16[200:400, 200:500]])
+    files = [("a16.tif", sample_paths[1].read_bytes()), ("b8.tif", tiff_bytes(img8)),
+             ("c.png", png_bytes(img8)), ("d.jpg", png_bytes(rgb, "JPEG")), ("stack.tiff", tiff_bytes(stack, photometric="minisblack"))]
+    r = client.post("/api/uploads", files=[("files", (n, d)) for n, d in files])
+    assert r.status_code == 201, r.text
+    info = {u["name"]: u for u in r.json()}
+    assert info["a16.tif"]["dtype"] == "uint16" and info["b8.tif"]["dtype"] == "uint8"
+    assert info["d.jpg"]["channels"] == 3 and info["c.png"]["channels"] == 1
+    st = info["stack.tiff"]
+    assert (st["pages"], st["height"], st["width"]) == (3, 200, 300)
+    assert decode_png(client.get(f"{st['preview_url']}?slice=2").content).shape == (200, 300, 3)
+    assert client.get(f"{st['preview_url']}?slice=3").status_code == 400
+    assert client.get(f"/api/uploads/{st['upload_id']}").json() == st
+    bad = client.post("/api/jobs", json={"inputs": [{"upload_id": st["upload_id"], "slice": 5}]})
+    assert bad.status_code == 400 and "slice 5" in bad.json()["detail"]
+    assert client.delete(f"/api/uploads/{st['upload_id']}").status_code == 204
+    assert client.get(f"/api/uploads/{st['upload_id']}").status_code == 404
+
+
+def test_upload_errors(client, manager):
+    for data in (b"II*\x00 not really a tiff", b"MM\x00*" + bytes(100), b"\x89PNG\r\n\x1a\n broken"):
+        r = client.post("/api/uploads", files={"files": ("broken.tif", data)})
+        assert r.status_code == 422 and r.json()["detail"].startswith("broken.tif: "), r.text
+    r = client.post("/api/uploads", files={"files": ("notes.txt", b"hello")})
+    assert r.status_code == 422 and "not an image" in r.json()["detail"]
+    # all or nothing: a good file uploaded with a bad one is not kept
+    n_before = len(manager.uploads)
+    r = client.post("/api/uploads", files=[("files", ("ok.png", png_bytes(np.zeros((8, 8), np.uint8)))),
+                                           ("files", ("bad.png", b"\x89PNG broken"))])
+    assert r.status_code == 422 and len(manager.uploads) == n_before
+    # larger than --max-upload-mb (4): refused from the declared length before reading the body,
+    # or while storing it when the length is within the slack for the multipart envelope
+    for size in (6 << 20, int(4.5 * (1 << 20))):
+        r = client.post("/api/uploads", files={"files": ("big.tif", b"\0" * size)})
+        assert r.status_code == 413 and "up to 4 MB" in r.json()["detail"], size
+    # more pixels than --max-pixels (1.2 Mpx), though a small file
+    r = client.post("/api/uploads", files={"files": ("wide.png", png_bytes(np.zeros((1000, 1300), np.uint8)))})
+    assert r.status_code == 413 and "megapixels" in r.json()["detail"] and "wide.png" in r.json()["detail"]
+    r = client.post("/api/jobs", json={"inputs": [{"upload_id": "0000"}]})
+    assert r.status_code == 404 and "unknown upload" in r.json()["detail"]
+    r = client.post("/api/jobs", json={"inputs": []})
+    assert r.status_code == 422
+
+
+# --------------------------------------------------------------------------------------------
+# jobs and outputs
+# --------------------------------------------------------------------------------------------
+
+
+def test_predict_sync_and_every_output(client, predicted):
+    st = predicted
+    assert st["status"] == "done" and st["progress"] == 1.0 and st["error"] is None
+    im = st["images"][0]
+    assert (im["height"], im["width"]) == (520, 696) and im["task"] == "instance"
+    out = im["outputs"]
+    n_all = im["n_detections"]
+
+    # the raw label image of every detection, and every detection's row
+    r = client.get(out["labels_bin"])
+    assert r.headers["content-encoding"] == "gzip" and r.headers["x-dtype"] in ("uint16", "uint32")
+    base = np.frombuffer(r.content, dtype="<u2" if r.headers["x-dtype"] == "uint16" else "<u4").reshape(520, 696)
+    objs = client.get(out["objects"]).json()
+    assert len(objs["rows"]) == n_all and objs["task"] == "instance"
+    col = {c: i for i, c in enumerate(objs["columns"])}
+    scores = np.zeros(n_all + 1, np.float32)
+    for row in objs["rows"]:
+        scores[row[col["label"]]] = row[col["score"]]
+    assert set(np.unique(base)) <= set(range(n_all + 1))
+    assert np.all(np.diff(scores[1:]) <= 0)
+
+    for t in (0.0, 0.3, 0.5, 0.8):
+        # label TIFF at t = the base labels with objects below t removed, renumbered in order
+        labels = decode_tiff(client.get(f"{out['labels_tif']}?threshold={t}").content)
+        keep = scores >= np.float32(t)
+        keep[0] = False
+        lut = np.zeros(n_all + 1, np.int64)
+        lut[keep] = np.arange(1, keep.sum() + 1)
+        assert np.array_equal(labels, lut[base]), t
+        n = int(labels.max())
+        mask = decode_png(client.get(f"{out['masks']['nucleus']}?threshold={t}").content)
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert np.array_equal(mask > 0, labels > 0)
+        table = client.get(f"{out['measurements_csv']}?threshold={t}").text.splitlines()
+        assert len(table) == n + 1 and table[0].startswith("image,label,class,score")
+        counts = client.get(f"/api/jobs/{st['job_id']}/measurements?threshold={t}").json()
+        assert len(counts["rows"]) == n
+
+    assert client.get(out["masks"]["nucleus"].replace("/1.png", "/nucleus.png")).status_code == 200
+    assert client.get(out["masks"]["nucleus"].replace("/1.png", "/7.png")).status_code == 404
+    overlay = decode_png(client.get(f"{out['overlay_png']}?threshold=0&style=both").content)
+    assert overlay.shape == (520, 696, 3)
+    assert decode_png(client.get(out["image"]).content).shape == (520, 696, 3)
+    assert client.get(f"{out['labels_tif']}?threshold=1.5").status_code == 422
+
+    dl = st["downloads"]
+    coco = client.get(f"{dl['predictions_json']}?threshold=0").json()
+    assert len(coco["annotations"]) == int(decode_tiff(client.get(f"{out['labels_tif']}?threshold=0").content).max())
+    assert coco["categories"] == [{"id": 1, "name": "nucleus"}]
+    if coco["annotations"]:
+        from pycocotools import mask as mask_utils
+
+        a = coco["annotations"][0]
+        assert mask_utils.decode(a["segmentation"]).shape == (520, 696) and "score" in a
+    report = client.get(dl["report_html"])
+    assert report.status_code == 200 and "<html" in report.text.lower() and "<img" in report.text.lower()
+    z = zipfile.ZipFile(io.BytesIO(client.get(dl["outputs_zip"]).content))
+    name = im["name"]
+    names = {Path(n).name for n in z.namelist()}
+    assert {f"{name}_labels.tif", f"{name}_overlay.png", f"{name}_nucleus.png", "predictions.json",
+            "measurements.csv", "report.html"} <= names
+    csv = client.get(dl["measurements_csv"])
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv.headers["content-disposition"]
+
+
+def test_job_flow_polling_and_several_jobs(client, predicted, sample_paths):
+    from morphoscope.io.images import read_image
+
+    crop = read_image(sample_paths[2])[:160, :200]
+    up = client.post("/api/uploads", files={"files": ("crop.tif", tiff_bytes(crop))}).json()[0]
+    r = client.post("/api/jobs", json={"inputs": [{"upload_id": up["upload_id"]}], "score_threshold": 0.2,
+                                       "pixel_size": 0.5})
+    assert r.status_code == 202 and r.json()["status"] in ("queued", "running", "done")
+    st = wait_done(client, r.json()["job_id"])
+    assert st["status"] == "done" and st["score_threshold"] == 0.2
+    assert st["images"][0]["pixel_size_um"] == 0.5
+    table = client.get(f"/api/jobs/{st['job_id']}/measurements").json()
+    assert "area_um2" in table["columns"] and "area_px2" not in table["columns"]
+    px = client.get(f"/api/jobs/{st['job_id']}/measurements?pixel_size=2").json()
+    assert "area_um2" in px["columns"]
+    assert any(j["job_id"] == st["job_id"] for j in client.get("/api/jobs").json())
+    # two jobs' outputs together
+    both = f"{predicted['job_id']},{st['job_id']}"
+    csv = client.get(f"/api/results/measurements?format=csv&jobs={both}&threshold=0").text.splitlines()
+    images = {line.split(",")[0] for line in csv[1:]}
+    assert images <= {predicted["images"][0]["name"], "crop"}
+    z = zipfile.ZipFile(io.BytesIO(client.get(f"/api/results/outputs.zip?jobs={both}&threshold=0.5").content))
+    assert any(n.endswith("crop_labels.tif") for n in z.namelist())
+    assert client.get(f"/api/results/report.html?jobs={both}").status_code == 200
+    assert client.get(f"/api/results/predictions.json?jobs={both}").status_code == 200
+    assert client.get("/api/results/measurements?jobs=nope").status_code == 404
+    # unknown ids
+    assert client.get("/api/jobs/nope").status_code == 404
+    assert client.get(f"/api/jobs/{st['job_id']}/images/3/labels.tif").status_code == 404
+    r = client.post("/api/jobs", json={"inputs": [{"upload_id": up["upload_id"]}], "model": "nope"})
+    assert r.status_code == 404 and "unknown model" in r.json()["detail"]
+    r = client.post("/api/predict", files={"files": ("x.tif", tiff_bytes(crop))}, data={"model": "nope"})
+    assert r.status_code == 404
+    assert client.delete(f"/api/jobs/{st['job_id']}").status_code == 204
+    assert client.get(f"/api/jobs/{st['job_id']}").status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# a failing model, a full queue, cleanup
+# --------------------------------------------------------------------------------------------
+
+
+class _Bundle:
+    """Looks like a ModelBundle whose network blocks, then fails."""
+
+    def __init__(self, gate):
+        self.gate = gate
+        self.normalize = {"low": 1.0, "high": 99.8}
+        self.config, self.class_names, self.device = {}, ["nucleus"], "cpu"
+
+        class Net:
+            transform = type("T", (), {"paste_masks": True})()
+
+            def eval(self):
+                return self
+
+            def __call__(self, x):
+                gate.wait(30)
+                raise RuntimeError("boom")
+
+        self.model = Net()
+
+
+class _FakeCatalog:
+    def __init__(self, bundle):
+        self.bundle = bundle
+        self.entries = {"fake": {"id": "fake", "name": "fake", "task": "instance", "classes": ["nucleus"],
+                                 "metrics": {}, "backbone": None, "architecture": None, "path": "-",
+                                 "source": "file", "score_threshold": 0.5, "probability_threshold": 0.5,
+                                 "description": "", "default": True}}
+
+    default_id = "fake"
+
+    def cards(self):
+        return list(self.entries.values())
+
+    def card(self, model_id):
+        from morphoscope.web.jobs import ModelCatalog
+
+        return ModelCatalog.card(self, model_id)
+
+    def load(self, model_id):
+        return self.bundle
+
+
+def _fake_app(tmp_path, bundle, **kw):
+    from fastapi.testclient import TestClient
+
+    from morphoscope.web.app import create_app
+    from morphoscope.web.jobs import JobManager, ServerConfig
+
+    m = JobManager(ServerConfig(tmp_dir=tmp_path, **kw), catalog=_FakeCatalog(bundle))
+    return m, TestClient(create_app(manager=m))
+
+
+def test_model_failure_and_full_queue(tmp_path):
+    gate = threading.Event()
+    m, c = _fake_app(tmp_path, _Bundle(gate), max_queue=2, workers=1)
+    try:
+        up = c.post("/api/uploads", files={"files": ("a.png", png_bytes(np.full((32, 32), 9, np.uint8)))}).json()[0]
+        body = {"inputs": [{"upload_id": up["upload_id"]}]}
+        first = c.post("/api/jobs", json=body).json()
+        second = c.post("/api/jobs", json=body).json()
+        r = c.post("/api/jobs", json=body)
+        assert r.status_code == 503 and "busy" in r.json()["detail"] and r.headers["retry-after"]
+        assert c.get(f"/api/jobs/{second['job_id']}").json()["queue_position"] == 1
+        r = c.post("/api/predict", files={"files": ("b.png", png_bytes(np.ones((8, 8), np.uint8)))})
+        assert r.status_code == 503
+        gate.set()
+        st = wait_done(c, first["job_id"], 30)
+        assert st["status"] == "failed" and "model failed on a" in st["error"] and "boom" in st["error"]
+        assert c.get(f"/api/jobs/{first['job_id']}/images/0/labels.tif").status_code == 409
+        wait_done(c, second["job_id"], 30)
+        # the server still answers, and a synchronous predict reports the failure as a 500
+        r = c.post("/api/predict", files={"files": ("c.png", png_bytes(np.ones((8, 8), np.uint8)))})
+        assert r.status_code == 500 and "boom" in r.json()["detail"] and r.json()["job"]["status"] == "failed"
+        assert c.get("/api").status_code == 200
+    finally:
+        gate.set()
+        m.close()
+
+
+def test_cleanup_and_close(tmp_path):
+    gate = threading.Event()
+    gate.set()
+    m, c = _fake_app(tmp_path, _Bundle(gate), keep_minutes=1)
+    up = c.post("/api/uploads", files={"files": ("a.png", png_bytes(np.full((16, 16), 3, np.uint8)))}).json()[0]
+    job = c.post("/api/jobs", json={"inputs": [{"upload_id": up["upload_id"]}]}).json()
+    wait_done(c, job["job_id"], 30)
+    folder = m.uploads[up["upload_id"]].path.parent
+    assert folder.is_dir() and m.root.parent == tmp_path
+    assert m.cleanup() == {"jobs": [], "uploads": []}  # just used: kept
+    gone = m.cleanup(now=time.time() + 61)
+    assert gone == {"jobs": [job["job_id"]], "uploads": [up["upload_id"]]}
+    assert not folder.exists()
+    assert c.get(f"/api/jobs/{job['job_id']}").status_code == 404
+    assert c.get(f"/api/uploads/{up['upload_id']}").status_code == 404
+    m.close()
+    assert not m.root.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# semantic and classification models: the task decides which outputs exist
+# --------------------------------------------------------------------------------------------
+
+
+def test_semantic_and_classify_outputs(tmp_path, monkeypatch):
+    from morphoscope.web import jobs as jobs_mod
+
+    def semantic(bundle, image):
+        h, w = image.shape[:2]
+        p = np.zeros((3, h, w), np.float32)
+        p[1, 4:12, 4:12] = 0.9   # class 1, sure
+        p[2, 20:28, 20:28] = 0.6  # class 2, less sure
+        p[0] = 1 - p[1] - p[2]
+        return p
+
+    def classify(bundle, image):
+        return np.array([0.8, 0.3])
+
+    monkeypatch.setattr(jobs_mod, "task_predict_function",
+                        lambda task: semantic if task == "semantic" else classify)
+    gate = threading.Event()
+    gate.set()
+    m, c = _fake_app(tmp_path, _Bundle(gate))
+    try:
+        up = c.post("/api/uploads", files={"files": ("s.png", png_bytes(np.full((32, 32), 5, np.uint8)))}).json()[0]
+        for task, classes in (("semantic", ["cell", "debris"]), ("classify", ["mito", "nucleolus"])):
+            m.catalog.entries["fake"].update(task=task, classes=classes)
+            m.catalog.bundle.class_names = classes
+            job = c.post("/api/jobs", json={"inputs": [{"upload_id": up["upload_id"]}], "score_threshold": 0.5}).json()
+            st = wait_done(c, job["job_id"], 30)
+            assert st["status"] == "done", st["error"]
+            out = st["images"][0]["outputs"]
+            if task == "semantic":
+                assert set(out) >= {"labels_tif", "masks", "probability_bin", "overlay_png", "objects"}
+                assert st["images"][0]["counts"] == {"cell": 1, "debris": 1}
+                lab = decode_tiff(c.get(f"{out['labels_tif']}?threshold=0.7").content)
+                assert set(np.unique(lab)) == {0, 1}
+                assert decode_png(c.get(f"{out['masks']['debris']}?threshold=0.5").content).sum() == 64 * 255
+                prob = c.get(out["probability_bin"])
+                assert np.frombuffer(prob.content, np.uint8).max() == round(0.9 * 255)
+                rows = c.get(f"{out['objects']}?threshold=0.7").json()["rows"]
+                assert len(rows) == 1
+            else:
+                assert "labels_tif" not in out and "masks" not in out
+                assert st["images"][0]["predicted_class"] == "mito"
+                assert c.get(f"/api/jobs/{job['job_id']}/images/0/labels.bin").status_code == 409
+                table = c.get(f"/api/jobs/{job['job_id']}/measurements").json()
+                assert table["columns"][:3] == ["image", "class", "probability"]
+                assert c.get(st["downloads"]["report_html"]).status_code == 200
+    finally:
+        m.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------------
+
+
+def test_serve_command_defaults_and_openapi(tmp_path):
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from morphoscope.cli import app
+    from morphoscope.cli.serve import serve
+
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    res = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert res.exit_code == 0
+    for opt in ("--host", "--port", "--model", "--max-upload-mb", "--max-pixels", "--max-queue", "--keep-minutes"):
+        assert opt in res.output
+    assert "127.0.0.1" in res.output
+    out = tmp_path / "openapi.json"
+    res = CliRunner().invoke(app, ["serve", "--write-openapi", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text()) == json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+
+def test_loopback_server_refuses_other_host_names(manager):
+    from fastapi.testclient import TestClient
+
+    from morphoscope.web.app import create_app
+
+    c = TestClient(create_app(manager=manager, trusted_hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1")
+    assert c.get("/api").status_code == 200
+    assert c.get("/api", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_labels_bin_is_gzip_of_base_labels(client, predicted, manager):
+    job = manager.get_job(predicted["job_id"])
+    r = client.get(predicted["images"][0]["outputs"]["labels_bin"])  # httpx decodes the gzip
+    raw = r.content
+    base = job.results[0].labels
+    data, dtype = job.results[0].labels_gz()
+    assert np.array_equal(np.frombuffer(gzip.decompress(data), dtype).reshape(base.shape), base)
+    assert len(raw) == base.size * np.dtype(dtype).itemsize

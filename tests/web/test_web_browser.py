@@ -1,0 +1,282 @@
+"""The web app in real headless Chromium (Debian's ``chromium``, driven by Playwright's Python
+package; no downloaded browser): drag-and-drop upload, prediction shown, the threshold slider and
+class toggles change what is shown, zoom/pan stay smooth on a 2048×2048 image with thousands of
+objects, hover and click show measurements, the table, plots and downloads work, and errors leave
+the page usable. Screenshots go to tests/web/screenshots/ (git-ignored): look at them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from web_testdata import SCREENSHOTS, decode_tiff, expected_count, synthetic_scene
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("MORPHOSCOPE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -e '.[test]')")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (run scripts/install_browser_test_deps.sh)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    except Exception as exc:  # a broken browser install is an environment problem, said clearly
+        pw.stop()
+        pytest.skip(f"chromium at {CHROMIUM} does not start: {exc}")
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def live_url(manager):
+    """The app served by uvicorn on 127.0.0.1 (a free port), sharing the tests' JobManager."""
+    import uvicorn
+
+    from morphoscope.web.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(manager=manager, trusted_hosts=["127.0.0.1", "localhost"])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.time()
+    while not server.started:
+        assert time.time() - t0 < 30, "the test server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(browser):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def drop_files(page, files):
+    """Drag and drop files (name, bytes, mime) onto the drop zone, as a user does from a folder."""
+    payload = [(name, base64.b64encode(data).decode(), mime) for name, data, mime in files]
+    dt = page.evaluate_handle("""(files) => {
+        const dt = new DataTransfer();
+        for (const [name, b64, type] of files) {
+            const bin = atob(b64); const a = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) a[i] = bin.charCodeAt(i);
+            dt.items.add(new File([a], name, { type }));
+        }
+        return dt; }""", payload)
+    for event in ("dragenter", "dragover", "drop"):
+        page.dispatch_event("#dropzone", event, {"dataTransfer": dt})
+
+
+def set_threshold(page, value: float) -> None:
+    page.eval_on_selector("#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
+    page.wait_for_function("v => Math.abs(window.__morphoscope.state.threshold - v) < 1e-9", arg=value)
+    page.wait_for_timeout(250)  # the table and counts follow after a short debounce
+
+
+def shown(page) -> int:
+    return int(page.get_attribute("#shown-count", "data-shown"))
+
+
+def table_count(page) -> int:
+    return int(page.inner_text("#tab-table .n"))
+
+
+def test_drop_an_image_predict_and_download(page, live_url, sample_paths):
+    page.goto(live_url)
+    page.wait_for_selector(".example img")
+    page.screenshot(path=str(SCREENSHOTS / "01_start.png"))
+    path = sample_paths[0]
+    drop_files(page, [(path.name, path.read_bytes(), "image/tiff")])
+    page.wait_for_selector(f'.image-item[data-status="done"]', timeout=240_000)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "02_predicted.png"))
+    assert page.inner_text(".image-item .title") == path.name
+    n_all = page.evaluate("window.__morphoscope.state.images[0].nObj")
+    set_threshold(page, 0.0)
+    assert shown(page) == n_all == table_count(page)
+    set_threshold(page, 1.0)
+    assert shown(page) <= n_all
+    set_threshold(page, 0.0)
+    # the image's label TIFF and table, as downloaded by a click
+    with page.expect_download() as dl:
+        page.click('#dl-image a:has-text("Labels (TIFF)")')
+    labels = decode_tiff(Path(dl.value.path()).read_bytes())
+    assert labels.shape == (520, 696) and int(labels.max()) == n_all
+    with page.expect_download() as dl:
+        page.click('#dl-image a:has-text("Table (CSV)")')
+    lines = Path(dl.value.path()).read_text().splitlines()
+    assert lines[0].startswith("image,label,class,score") and len(lines) == n_all + 1
+    assert dl.value.suggested_filename.endswith(".csv")
+    with page.expect_download() as dl:
+        page.click('#dl-all a:has-text("Everything (ZIP)")')
+    assert dl.value.suggested_filename == "morphoscope-results.zip"
+
+
+def test_large_image_threshold_classes_zoom_hover_plots(page, live_url, manager):
+    from morphoscope.web.jobs import result_from_labels
+
+    image, labels, scores, classes = synthetic_scene(2048)
+    n = len(scores) - 1
+    assert n >= 3000
+    res = result_from_labels(labels, scores, classes, plane=image, name="synthetic_2048",
+                             class_names=["nucleus", "mitotic"])
+    job = manager.add_result_job([res], model_id="synthetic", class_names=["nucleus", "mitotic"])
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"]', timeout=120_000)
+    page.wait_for_timeout(400)
+    assert shown(page) == expected_count(scores, classes, 0.5) == table_count(page)
+    page.screenshot(path=str(SCREENSHOTS / "03_large_fit.png"))
+
+    # the slider re-thresholds in the page: no request to the server
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/" in r.url else None)
+    t0 = time.perf_counter()
+    set_threshold(page, 0.8)
+    slider_s = time.perf_counter() - t0
+    assert shown(page) == expected_count(scores, classes, 0.8) == table_count(page)
+    assert not requests, requests
+    overlay_ms = page.evaluate("window.__morphoscope.stats.overlayMs.slice(-1)[0]")
+    # class toggles
+    page.uncheck('#class-toggles input[data-class="2"]')
+    page.wait_for_timeout(250)
+    assert shown(page) == expected_count(scores, classes, 0.8, cls=1) == table_count(page)
+    page.check('#class-toggles input[data-class="2"]')
+    set_threshold(page, 0.3)
+
+    # zoom with the wheel around the cursor, then pan: frames stay fast with thousands of objects
+    box = page.locator("#canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    s0 = page.evaluate("window.__morphoscope.state.view.s")
+    label0 = page.inner_text("#zoom-level")
+    page.mouse.move(cx, cy)
+    for _ in range(4):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(30)
+    page.wait_for_timeout(200)
+    s1 = page.evaluate("window.__morphoscope.state.view.s")
+    assert s1 > 2 * s0 and page.inner_text("#zoom-level") != label0
+    page.mouse.down()
+    for i in range(12):
+        page.mouse.move(cx - 15 * i, cy - 8 * i)
+    page.mouse.up()
+    frame = page.evaluate("""async () => {
+        const m = window.__morphoscope, st = m.state, t0 = performance.now(), n = 60;
+        for (let i = 0; i < n; i++) {
+            st.view.tx += (i % 2 ? -7 : 5); st.view.s *= (i % 2 ? 1.03 : 0.98);
+            m.draw();
+            await new Promise((r) => requestAnimationFrame(r));
+        }
+        const ms = m.stats.frameMs.slice(-n);
+        return { perFrame: (performance.now() - t0) / n, drawMax: Math.max(...ms),
+                 drawMean: ms.reduce((a, b) => a + b, 0) / ms.length };
+    }""")
+    print(f"\n2048x2048, {n} objects: slider {slider_s * 1000:.0f} ms (overlay rebuild {overlay_ms:.0f} ms), "
+          f"frame {frame['perFrame']:.1f} ms, draw mean {frame['drawMean']:.1f} ms, max {frame['drawMax']:.1f} ms")
+    assert frame["drawMean"] < 50 and frame["perFrame"] < 150, frame
+    assert overlay_ms < 1000
+
+    # hover an object: its measurements; click it: pinned in the inspector and the table
+    page.click("#zoom-fit")
+    page.wait_for_timeout(200)
+    target = page.evaluate("""() => {
+        const st = window.__morphoscope.state, e = st.images[0], c = e.col;
+        for (let id = 1; id <= e.nObj; id++) {
+            if (e.score[id] < st.threshold) continue;
+            const r = e.objects.rows[e.row[id]];
+            const x = Math.floor(r[c.centroid_col]), y = Math.floor(r[c.centroid_row]);
+            if (e.labels[y * e.W + x] !== id) continue;
+            const cv = document.getElementById('canvas').getBoundingClientRect();
+            return { id, x: cv.left + st.view.tx + (x + 0.5) * st.view.s, y: cv.top + st.view.ty + (y + 0.5) * st.view.s };
+        }
+    }""")
+    page.mouse.move(target["x"], target["y"])
+    page.wait_for_selector("#tooltip:not([hidden])")
+    assert "area" in page.inner_text("#tooltip")
+    page.screenshot(path=str(SCREENSHOTS / "04_large_hover.png"))
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_selector("#inspector:not([hidden])")
+    assert "circularity" in page.inner_text("#inspector-body")
+    assert page.evaluate("window.__morphoscope.state.selected") == target["id"]
+    # sort the table by area, click a row: the view centres on that object
+    page.click('#data-table th[data-col="area_px2"]')
+    page.click('#data-table th[data-col="area_px2"]')
+    col = page.evaluate("""() => [...document.querySelectorAll('#data-table th')].findIndex(
+        (th) => th.dataset.col === 'area_px2') + 1""")
+    areas = [float(t) for t in page.locator(f"#data-table tbody tr:not(.spacer) td:nth-child({col})").all_inner_texts()[:5]]
+    assert areas == sorted(areas), areas
+    page.click("#data-table tbody tr:not(.spacer) >> nth=2")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__morphoscope.state.view.s") > s0
+    page.screenshot(path=str(SCREENSHOTS / "05_large_selected.png"))
+    # plots
+    page.click("#tab-plots")
+    page.wait_for_timeout(300)
+    inked = page.evaluate("""() => { const c = document.getElementById('hist-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
+    assert inked > 1000
+    page.screenshot(path=str(SCREENSHOTS / "06_plots.png"))
+    page.click("#tab-summary")
+    assert page.locator("#summary-table tbody tr").count() == 2
+    # full screen, and back
+    page.click("#fullscreen")
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.fullscreenElement && document.fullscreenElement.id") == "viewer"
+    page.screenshot(path=str(SCREENSHOTS / "07_fullscreen.png"))
+    page.evaluate("document.exitFullscreen()")
+    manager.cancel(job.id)
+
+
+def test_bad_files_give_clear_messages_and_the_page_stays_usable(page, live_url):
+    page.goto(live_url)
+    page.wait_for_selector(".example img")
+    drop_files(page, [("broken.tif", b"II*\x00 this is not a TIFF", "image/tiff"),
+                      ("notes.txt", b"hello", "text/plain"),
+                      ("huge.tif", b"\0" * (5 << 20), "image/tiff")])
+    page.wait_for_selector('.image-item[data-status="error"] >> nth=1')
+    items = page.locator(".image-item").all_inner_texts()
+    assert len(items) == 2  # notes.txt is refused before upload
+    assert any(t.count("broken.tif") == 2 for t in items), items  # its name, then "broken.tif: <why>"
+    assert any("huge.tif" in t and "4 MB" in t for t in items), items
+    toasts = page.inner_text("#toasts")
+    assert "notes.txt" in toasts and "not an image" in toasts
+    page.click('.image-item:has-text("broken.tif")')
+    assert "broken.tif could not be processed" in page.inner_text("#viewer-error")
+    page.screenshot(path=str(SCREENSHOTS / "08_errors.png"))
+    # still usable: remove the failed images, the help opens, the examples are there
+    for _ in range(2):
+        page.click(".image-item .icon-btn")
+    assert page.locator(".image-item").count() == 0
+    assert page.is_visible("#viewer-empty")
+    page.click("#help-button")
+    assert page.is_visible("#help-dialog")
