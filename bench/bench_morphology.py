@@ -93,7 +93,9 @@ def run_set(name: str, images: list[np.ndarray], *, jobs: int, repeats: int) -> 
     t_ref = c_ref = 0.0
     t_fast = c_fast = 0.0
     diffs: dict = {}
-    for labels in images:
+    for i, labels in enumerate(images):
+        if len(images) > 1 and i % 10 == 0:
+            print(f"  image {i + 1}/{len(images)}", flush=True)
         best = None
         for _ in range(repeats):  # the fast path is short: take the best of a few runs
             f, w, c = timed(fast, labels)
@@ -146,12 +148,15 @@ def print_results(results: list[dict], info: dict) -> None:
           f"at end {tuple(round(x, 2) for x in info['load_average_end'])} (other processes "
           "share these cores)")
     print("\nseven core measurements: " + ", ".join(CORE))
+    print("obj/s wall: objects per second of elapsed time; obj/CPU-s: per second of this "
+          "process's CPU time (the fair comparison when other processes load the machine)")
     head = f"{'data set':<34}{'objects':>9}  {'path':<30}{'wall s':>9}{'CPU s':>9}" \
-           f"{'objects/s':>12}{'speed-up':>10}"
+           f"{'obj/s wall':>12}{'speed-up':>9}{'obj/CPU-s':>11}{'speed-up':>9}"
     print(head)
     print("-" * len(head))
     for r in results:
         base = r["objects"] / r["regionprops"]["wall_s"]
+        base_cpu = r["objects"] / r["regionprops"]["cpu_s"]
         rows = [("regionprops_table loop", r["regionprops"])]
         rows.append(("morphoscope, 1 process", r["fast_1proc"]))
         for k in r:
@@ -159,11 +164,15 @@ def print_results(results: list[dict], info: dict) -> None:
                 rows.append((f"morphoscope, {k[5:-4]} processes", r[k]))
         for i, (label, t) in enumerate(rows):
             rate = r["objects"] / t["wall_s"]
-            cpu = "" if t["cpu_s"] is None else f"{t['cpu_s']:.2f}"
+            cpu = cpu_rate = cpu_ratio = ""
+            if t["cpu_s"]:
+                cpu = f"{t['cpu_s']:.2f}"
+                cpu_rate = f"{r['objects'] / t['cpu_s']:,.0f}"
+                cpu_ratio = f"{r['objects'] / t['cpu_s'] / base_cpu:.1f}x"
             name = f"{r['name']}" if i == 0 else ""
             objs = f"{r['objects']:,}" if i == 0 else ""
             print(f"{name:<34}{objs:>9}  {label:<30}{t['wall_s']:>9.2f}{cpu:>9}"
-                  f"{rate:>12,.0f}{rate / base:>9.1f}x")
+                  f"{rate:>12,.0f}{rate / base:>8.1f}x{cpu_rate:>11}{cpu_ratio:>9}")
         worst = max(d["max_rel"] for d in r["diffs"].values())
         exact = sum(d["exact"] for d in r["diffs"].values())
         total = sum(d["n"] for d in r["diffs"].values())

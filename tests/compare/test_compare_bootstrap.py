@@ -90,10 +90,15 @@ def test_labels_by_score_equal_to_labels():
         yy, xx = np.ogrid[:h, :w]
         masks[i] = (yy - y) ** 2 + (xx - x) ** 2 <= r * r  # overlapping discs
     scores = np.sort(rng.random(n).astype(np.float32))[::-1]
-    pred = InstancePrediction(masks, scores, np.ones(n, np.int64), np.zeros((n, 4), np.float32))
+
+    def prediction(scores):
+        return InstancePrediction(crops=list(masks), origins=np.zeros((n, 2), np.int64), scores=scores,
+                                  classes=np.ones(n, np.int64), boxes=np.zeros((n, 4), np.float32), shape=(h, w))
+
+    pred = prediction(scores)
     for (lab, idx), s in zip(_labels_by_score(pred, SCORE_GRID), SCORE_GRID):
         ref, ref_idx = pred.to_labels(s)
         assert np.array_equal(lab, ref) and np.array_equal(idx, ref_idx)
-    shuffled = InstancePrediction(masks, rng.permutation(scores), np.ones(n, np.int64), np.zeros((n, 4)))
+    shuffled = prediction(rng.permutation(scores))
     for (lab, _), s in zip(_labels_by_score(shuffled, SCORE_GRID), SCORE_GRID):
         assert np.array_equal(lab, shuffled.to_labels(s)[0])

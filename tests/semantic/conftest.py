@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semantic_testdata import tiny_config
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -32,25 +34,6 @@ def bbbc() -> Path:
     if not BBBC.is_dir():
         pytest.skip(f"real data not present at {SHARED} (a fresh clone has no ../shared): BBBC039 needed")
     return BBBC
-
-
-def tiny_config(train: Path, val: Path | None = None, **over) -> dict:
-    """A semantic config small enough to train a few steps in about a second."""
-    d = {
-        "task": "semantic", "name": "tiny",
-        "data": {"train": str(train), "val": str(val) if val else None, "classes": ["nucleus"]},
-        "model": {"architecture": "fpn", "encoder": "resnet18", "decoder_channels": 32, "output": "boundary"},
-        "train": {"epochs": 1, "iters_per_epoch": 2, "batch_size": 2, "crop_size": 64, "optimizer": "adamw",
-                  "lr": 0.003, "warmup_iters": 0, "workers": 0, "val_max_images": 1, "threads": 1},
-        "postprocess": {"tile_size": 1024},
-    }
-    for key, value in over.items():
-        section, _, name = key.partition("__")
-        if name:
-            d[section][name] = value
-        else:
-            d[section] = value
-    return d
 
 
 @pytest.fixture(scope="session")

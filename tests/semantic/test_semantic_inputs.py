@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import tiny_config
+from semantic_testdata import tiny_config
 from morphoscope.config import parse_config
 from morphoscope.errors import ConfigError, InputError
 from morphoscope.io.images import read_image, read_label_image, write_png

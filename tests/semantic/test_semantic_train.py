@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
 import torch
 
-from conftest import tiny_config
+from semantic_testdata import tiny_config
 from morphoscope.config import parse_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import tiny_config
+from semantic_testdata import tiny_config
 
 
 def test_two_tiny_trials_write_study_and_best_config(small_set, tmp_path):
@@ -62,3 +62,16 @@ def test_tune_config_errors(small_set, tmp_path):
     d["tune"] = {"space": {"train.lr": {"low": 1}}}
     with pytest.raises(ConfigError, match="low and high"):
         parse_config(d)
+
+
+def test_postprocess_search_and_rewrite(small_set, tiny_checkpoint, tmp_path):
+    from morphoscope.models.registry import load_model
+    from morphoscope.semantic.tune import search_postprocess, write_postprocess
+
+    res = search_postprocess(tiny_checkpoint, small_set, grid={"seed_threshold": [0.2, 0.5], "min_size": [5, 30]},
+                             max_images=1)
+    assert len(res["results"]) == 4 and res["images"] == 1
+    assert set(res["best"]) == {"seed_threshold", "min_size"}
+    out = write_postprocess(tiny_checkpoint, tmp_path / "tuned.pt", {"seed_threshold": 0.2, "min_size": 30})
+    b = load_model(out)
+    assert b.config["postprocess"]["seed_threshold"] == 0.2 and b.extra["postprocess"]["min_size"] == 30

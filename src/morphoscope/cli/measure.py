@@ -1,5 +1,6 @@
 """``morphoscope measure``: one table row per object of label images or of a prediction folder
-(:func:`morphoscope.morphology.measure_files`, :func:`~morphoscope.morphology.measure_prediction_dir`),
+(:func:`morphoscope.morphology.measure_files`,
+:func:`~morphoscope.morphology.measure_prediction_dir`),
 with per-image and per-class summaries."""
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     ) -> None:
         """Measure every object: area, perimeter, circularity, eccentricity, aspect ratio,
-        solidity, anisotropy, axes, orientation, Feret diameters, intensities (docs/morphology.md)."""
+        solidity, anisotropy, axes, orientation, Feret diameters, intensities
+        (definitions: docs/morphology.md)."""
         from morphoscope.errors import InputError
         from morphoscope.io.atomic import check_writable
         from morphoscope.morphology.measure import (
@@ -77,7 +79,9 @@ def register(app: typer.Typer) -> None:
         has_group = group_arg is not None
         outputs = [out] + (list(summary_paths(out, group=has_group).values()) if summary else [])
         check_writable(outputs, overwrite=overwrite)
-        pred_dir = labels[0] if len(labels) == 1 and (labels[0] / "predictions.json").is_file() else None
+        pred_dir = None
+        if len(labels) == 1 and (labels[0] / "predictions.json").is_file():
+            pred_dir = labels[0]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if pred_dir is not None:

@@ -9,6 +9,7 @@ from morphoscope.morphology.definitions import CORE, MEASUREMENTS, column_name
 from morphoscope.morphology.measure import (
     check_label_image,
     check_pixel_size,
+    concat_tables,
     intensity_measurements,
     measure_files,
     measure_labels,
@@ -22,7 +23,7 @@ from morphoscope.morphology.summary import measurement_columns, summarize
 
 __all__ = [
     "CORE", "MEASUREMENTS", "check_label_image", "check_pixel_size", "column_name",
-    "intensity_measurements", "measure_files", "measure_labels", "measure_prediction_dir",
-    "measurement_columns", "read_pixel_size", "read_table", "shape_measurements", "summarize",
-    "write_table",
+    "concat_tables", "intensity_measurements", "measure_files", "measure_labels",
+    "measure_prediction_dir", "measurement_columns", "read_pixel_size", "read_table",
+    "shape_measurements", "summarize", "write_table",
 ]

@@ -103,7 +103,8 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         "orientation", "angle",
         "½·atan2(2μ11, μ20 − μ02) in degrees: angle from the image's vertical axis (rows, "
         "pointing down) to the major axis, counter-clockwise as displayed",
-        "[−90, 90]; 0 = vertical, ±90 = horizontal, +45 = '\\', −45 = '/'; ±45 when μ20 = μ02",
+        "[−90, 90]: 0 = vertical, ±90 = horizontal, +45 = top-left to bottom-right, −45 = "
+        "bottom-left to top-right; ±45 when μ20 = μ02",
         "orientation (in radians)"),
     Measurement(
         "intensity_mean", "intensity",
@@ -181,7 +182,8 @@ def definitions_markdown() -> str:
     lines = ["| measurement | column | definition | range | regionprops |",
              "|---|---|---|---|---|"]
     for m in MEASUREMENTS:
-        cols = ", ".join(dict.fromkeys(f"`{column_name(m.name, physical=p)}`" for p in (False, True)))
+        names = (f"`{column_name(m.name, physical=p)}`" for p in (False, True))
+        cols = ", ".join(dict.fromkeys(names))
         lines.append(f"| {m.name} | {cols} | {m.formula} | {m.range} | {m.regionprops} |")
     return "\n".join(lines)
 

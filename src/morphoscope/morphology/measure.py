@@ -111,7 +111,8 @@ def resolve_properties(properties: Iterable[str] | None, *, with_image: bool) ->
         wanted = list(dict.fromkeys(properties))
         unknown = [p for p in wanted if p not in BY_NAME]
         if unknown:
-            raise ValueError(f"unknown measurement(s) {unknown}; known: {[m.name for m in MEASUREMENTS]}")
+            known = [m.name for m in MEASUREMENTS]
+            raise ValueError(f"unknown measurement(s) {unknown}; known: {known}")
         if not with_image:
             wanted = [p for p in wanted if p not in INTENSITY]
     order = {m.name: i for i, m in enumerate(MEASUREMENTS)}
@@ -253,7 +254,8 @@ def _intensity_from_seq(seq, n, img, properties) -> dict[str, np.ndarray]:
             out["intensity_mean"][:, ch] = mean
         if "intensity_std" in out:
             dev = vf - mean[lab]
-            out["intensity_std"][:, ch] = np.sqrt(np.bincount(lab, weights=dev * dev, minlength=n) / area)
+            var = np.bincount(lab, weights=dev * dev, minlength=n) / area
+            out["intensity_std"][:, ch] = np.sqrt(var)
         if {"intensity_median", "intensity_min", "intensity_max"} & set(out):
             # sort by value, then (stably) by object: each object's values in ascending order
             key = v
@@ -654,7 +656,9 @@ def _n_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-def _concat(tables: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
+def concat_tables(tables: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
+    """Stack measurement tables (of several images) into one, keeping each table's
+    ``attrs["images"]`` (image sizes and pixel sizes, needed for densities)."""
     images: dict = {}
     for t in tables:
         images.update(t.attrs.get("images", {}))
@@ -798,7 +802,7 @@ def measure_files(
                      "exclude_border": exclude_border, "properties": properties,
                      "method": method})
     tables = _run_jobs(jobs, _n_jobs(n_jobs))
-    return _concat(tables)
+    return concat_tables(tables)
 
 
 class _DefaultClasses(dict):
@@ -923,7 +927,7 @@ def measure_prediction_dir(
         props = resolve_properties(properties, with_image=False)
         return empty_table(table_columns(properties=props, physical=pixel_size is not None,
                                          scores=True, group=groups is not None))
-    return _concat(tables)
+    return concat_tables(tables)
 
 
 # --------------------------------------------------------------------------------------------

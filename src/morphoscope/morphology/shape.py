@@ -350,9 +350,10 @@ def _hull_chains(lab, row, left, right):
 
 def _floor_at(g, y, x, qg, qy):
     """floor(X(qy) / 2) on each group's chain (piecewise linear through sorted vertices)."""
-    big = np.int64(1) << 40
-    key = g * big + y
-    i = np.searchsorted(key, qg * big + qy, side="right") - 1
+    # one sortable key per (group, y): y is in [-1, 2 H + 1], so 2 + y fits in `bits` bits
+    bits = int(y.max(initial=0) + 2).bit_length() + 1
+    key = (g << bits) + (y + 2)
+    i = np.searchsorted(key, (qg << bits) + (qy + 2), side="right") - 1
     j = np.minimum(i + 1, len(key) - 1)
     y0, x0, y1, x1 = y[i], x[i], y[j], x[j]
     exact = y0 == qy

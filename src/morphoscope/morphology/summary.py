@@ -76,7 +76,9 @@ def summarize(
     # images with no objects
     if "image" in by and areas:
         present = set(table["image"].astype(str)) if len(table) else set()
-        classes = sorted(set(table["class"].astype(str))) if "class" in by and len(table) else [None]
+        classes = [None]
+        if "class" in by and len(table):
+            classes = sorted(set(table["class"].astype(str)))
         for name in sorted(set(areas) - present):
             for cls in classes:
                 row = {b: None for b in by}

@@ -167,7 +167,8 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def _settings_section(pred_dir: Path, run_dir: Path | None, data: dict, report_settings: dict) -> str:
+def _settings_section(pred_dir: Path, run_dir: Path | None, data: dict,
+                      report_settings: dict) -> str:
     parts = ['<section id="settings"><h2>Settings</h2>', "<h3>This report</h3>",
              _kv_table(report_settings)]
     info = data.get("info") or {}
@@ -182,7 +183,8 @@ def _settings_section(pred_dir: Path, run_dir: Path | None, data: dict, report_s
         parts.append(f"<h3>Training run {_e(run_dir)}</h3>")
         cfg = run_dir / "config.yaml"
         if cfg.is_file():
-            parts.append(f"<p>config.yaml:</p><pre>{_e(cfg.read_text(errors='replace')[:20000])}</pre>")
+            text = cfg.read_text(errors="replace")[:20000]
+            parts.append(f"<p>config.yaml:</p><pre>{_e(text)}</pre>")
         metrics = run_dir / "metrics.json"
         if metrics.is_file():
             text = metrics.read_text(errors="replace")
@@ -263,7 +265,8 @@ def _scatter_section(table: pd.DataFrame) -> str:
     parts = ['<section id="scatter"><h2>Shape descriptors against each other</h2>']
     if len(table):
         parts.append(_figure_html(scatter_matrix_figure(table), "scatter matrix",
-                                  "Each point is one object (at most 5,000 per class, chosen at random); "
+                                  "Each point is one object (at most 5,000 per class, chosen "
+                                  "at random); "
                                   "the axes span the 0.5–99.5 percentiles of each measurement."))
     else:
         parts.append('<p class="note">No objects.</p>')
@@ -417,11 +420,12 @@ def report_html(
             mapping = groups if isinstance(groups, Mapping) else read_groups(groups)
             table = table.assign(group=table["image"].astype(str).map(mapping))
         if not table.attrs.get("images"):
+            size = None
+            if "pixel_size_um" in table and len(table):
+                size = float(table["pixel_size_um"].iloc[0])
             table.attrs["images"] = {
-                Path(im["file_name"]).stem: {"height": im.get("height"), "width": im.get("width"),
-                                             "pixel_size_um": (table["pixel_size_um"].iloc[0]
-                                                               if "pixel_size_um" in table and len(table)
-                                                               else None)}
+                Path(im["file_name"]).stem: {"height": im.get("height"),
+                                             "width": im.get("width"), "pixel_size_um": size}
                 for im in data["images"] if im.get("height") and im.get("width")}
     curves = None
     if gt is not None:
@@ -429,7 +433,8 @@ def report_html(
 
         curves = gt_curves(pred_dir, gt)
     names = [Path(im["file_name"]).stem for im in data["images"]]
-    units = "µm" if any(c.endswith("_um") or c.endswith("_um2") for c in table.columns) else "pixels"
+    physical = any(c.endswith(("_um", "_um2")) for c in table.columns)
+    units = "µm" if physical else "pixels"
     from morphoscope import __version__ as version
 
     settings = {

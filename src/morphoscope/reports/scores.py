@@ -42,7 +42,8 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
     """Match every image of ``pred_dir`` to the GT ``gt`` once at IoU ``iou``.
 
     Returns ``{"scores": (n_pred,), "matched": (n_pred,) bool, "n_gt": int, "matchings":
-    [Matching at the IoU thresholds 0.1..0.95], "iou": iou, "class_names"}``. Images are paired by name as in
+    [Matching at the IoU thresholds 0.1..0.95], "iou": iou, "class_names"}``. Images are
+    paired by name as in
     :func:`morphoscope.metrics.evaluate` (every GT image needs a prediction). With more than
     one GT class the matching is class-aware (predicted categories paired with GT classes by
     name).

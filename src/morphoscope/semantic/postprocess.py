@@ -100,7 +100,7 @@ def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "m
         elevation = -dist
     seeds, n = ndimage.label(seeds_mask)
     if kind in ("boundary", "distance") and aux is not None:  # h-maxima are often single pixels
-        seeds = remove_small(seeds, max(1, min_size // 4))
+        seeds = remove_small(seeds, min_size)  # specks in the border band would become slivers
     # pieces of the mask without any seed keep their own label (they would vanish otherwise)
     cc, k = ndimage.label(mask)
     if k:

@@ -68,13 +68,20 @@ def segment_plane(bundle, cfg, img: np.ndarray, *, threshold: float, method: str
 
 def predict(paths, out: str | Path, *, bundle, overwrite: bool = False, measure: bool = False,
             pixel_size: float | None = None, progress: bool = True, threshold: float | None = None,
-            axes: str | None = None, method: str | None = None, write_prob: bool | None = None) -> Path:
+            axes: str | None = None, method: str | None = None, write_prob: bool | None = None,
+            seed_threshold: float | None = None, min_size: int | None = None) -> Path:
     """Predict ``paths`` (image or stack files) with a semantic ``bundle`` into ``out``.
 
     ``threshold`` (foreground probability) defaults to the checkpoint's; ``axes`` gives the axes
-    of stacks whose metadata does not; ``method`` is ``watershed`` or ``components``.
+    of stacks whose metadata does not; ``method`` is ``watershed`` or ``components``;
+    ``seed_threshold`` and ``min_size`` override the checkpoint's post-processing.
     """
     cfg = _model_cfg(bundle)
+    over = {k: v for k, v in (("seed_threshold", seed_threshold), ("min_size", min_size)) if v is not None}
+    if over:
+        if not 0 < over.get("seed_threshold", 0.5) < 1 or over.get("min_size", 0) < 0:
+            raise InputError(f"invalid post-processing setting(s) {over}")
+        cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update=over)})
     threshold = float(bundle.extra.get("threshold", cfg.postprocess.threshold) if threshold is None else threshold)
     if not 0.0 < threshold < 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
@@ -193,7 +200,8 @@ def predict(paths, out: str | Path, *, bundle, overwrite: bool = False, measure:
 
     info = {"model": bundle.name, "model_path": str(bundle.path) if bundle.path else None, "task": "semantic",
             "threshold": threshold, "method": method or cfg.postprocess.method,
-            "seed_threshold": cfg.postprocess.seed_threshold, "device": str(bundle.device),
+            "seed_threshold": cfg.postprocess.seed_threshold, "min_size": cfg.postprocess.min_size,
+            "device": str(bundle.device),
             "model_metrics": bundle.metrics, "morphoscope": __version__,
             "seconds_per_plane": float(np.mean(seconds)) if seconds else None}
     write_predictions_json(out / "predictions.json", images_meta, anns, bundle.class_names, info,

@@ -93,7 +93,7 @@
     if (v === null || v === undefined) return "–";
     if (typeof v === "boolean") return v ? "yes" : "no";
     if (typeof v !== "number") return String(v);
-    if (Number.isInteger(v) && Math.abs(v) < 1e7) return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e7 && (!col || /^(label|area|area_convex|bbox_.*|objects|count)(_px2)?$/.test(col))) return String(v);
     const a = Math.abs(v);
     if (col === "score" || col === "probability") return v.toFixed(3);
     if (a >= 1e5) return v.toExponential(3);
@@ -463,6 +463,13 @@
         e.cls[id] = c >= 0 ? c + 1 : 1;
       });
       e.labelAt = new Int32Array(n + 1);
+      e.bbox = new Int32Array(4 * (n + 1));  // row0, col0, row1, col1 (exclusive) per object
+      for (let id = 1; id <= n; id++) {
+        const r = rows[e.row[id]];
+        if (!r) continue;
+        e.bbox.set([r[e.col.bbox_row_min], r[e.col.bbox_col_min], r[e.col.bbox_row_max], r[e.col.bbox_col_max]], 4 * id);
+      }
+      e.line = null;
     } else if (e.task === "semantic") {
       e.nObj = rows.length;
     }
@@ -647,7 +654,22 @@
     const thick = S.view.s < THICK_BELOW;
     return [e.gen, S.threshold, S.style, S.opacity, JSON.stringify(S.classVisible), thick].join("|");
   }
+  /** What changes every pixel's colour: a new style, opacity or outline width. */
+  function styleKey(e) {
+    return [e.gen, S.style, S.opacity, S.view.s < THICK_BELOW].join("|");
+  }
+  const pack = (rgb, a) => ((a << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+  function alphas() {
+    const fillA = S.style === "fill" ? Math.round(S.opacity * 255) : S.style === "both" ? Math.round(S.opacity * 200) : 0;
+    const lineA = S.style === "none" ? 0 : (S.style === "fill" ? fillA : 255);
+    return [lineA, fillA];
+  }
 
+  /**
+   * The overlay bitmap. A new style repaints every pixel; a new threshold or class toggle only
+   * repaints the objects whose visibility changed, inside their bounding boxes, so moving the
+   * slider costs in proportion to the objects crossing it.
+   */
   function buildOverlay(e) {
     if (!e.labels) return;
     const key = overlayKey(e);
@@ -660,12 +682,11 @@
       e.octx = e.overlay.getContext("2d");
       e.odata = e.octx.createImageData(e.W, e.H);
       e.out32 = new Uint32Array(e.odata.data.buffer);
+      e.styleKey = null;
     }
-    const out = e.out32, L = e.labels, E = e.edge;
+    const out = e.out32, L = e.labels, E = e.edge, W = e.W;
     const maxEdge = S.view.s < THICK_BELOW ? 2 : 1;
-    const fillA = S.style === "fill" ? Math.round(S.opacity * 255) : S.style === "both" ? Math.round(S.opacity * 200) : 0;
-    const lineA = S.style === "none" ? 0 : (S.style === "fill" ? fillA : 255);
-    const pack = (rgb, a) => ((a << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+    const [lineA, fillA] = alphas();
     if (e.task === "instance") {
       const n = e.nObj + 1, line = new Uint32Array(n), fill = new Uint32Array(n);
       if (S.style !== "none") {
@@ -676,32 +697,61 @@
           fill[k] = pack(rgb, fillA);
         }
       }
-      for (let i = 0, len = L.length; i < len; i++) {
-        const l = L[i];
-        if (l === 0) { out[i] = 0; continue; }
-        const ed = E[i];
-        out[i] = ed !== 0 && ed <= maxEdge ? line[l] : fill[l];
+      const sk = styleKey(e);
+      let changed = null;
+      if (e.styleKey === sk && e.line) {
+        changed = [];
+        for (let k = 1; k < n; k++) if (line[k] !== e.line[k] || fill[k] !== e.fill[k]) changed.push(k);
+        if (changed.length > n / 4) changed = null;
       }
+      if (changed) {
+        const bb = e.bbox, ctx2 = e.octx, few = changed.length <= 400;
+        let x0 = W, y0 = e.H, x1 = 0, y1 = 0;
+        for (const k of changed) {
+          const by0 = bb[4 * k], bx0 = bb[4 * k + 1], by1 = bb[4 * k + 2], bx1 = bb[4 * k + 3];
+          if (by1 <= by0) continue;
+          const lk = line[k], fk = fill[k];
+          for (let y = by0; y < by1; y++) {
+            for (let i = y * W + bx0, end = y * W + bx1; i < end; i++) {
+              if (L[i] !== k) continue;
+              const ed = E[i];
+              out[i] = ed !== 0 && ed <= maxEdge ? lk : fk;
+            }
+          }
+          if (few) ctx2.putImageData(e.odata, 0, 0, bx0, by0, bx1 - bx0, by1 - by0);
+          else { x0 = Math.min(x0, bx0); y0 = Math.min(y0, by0); x1 = Math.max(x1, bx1); y1 = Math.max(y1, by1); }
+        }
+        if (!few && x1 > x0) ctx2.putImageData(e.odata, 0, 0, x0, y0, x1 - x0, y1 - y0);
+      } else {
+        for (let i = 0, len = L.length; i < len; i++) {
+          const l = L[i];
+          if (l === 0) { out[i] = 0; continue; }
+          const ed = E[i];
+          out[i] = ed !== 0 && ed <= maxEdge ? line[l] : fill[l];
+        }
+        e.octx.putImageData(e.odata, 0, 0);
+      }
+      e.line = line;
+      e.fill = fill;
+      e.styleKey = sk;
     } else if (e.task === "semantic") {
       const K = e.classNames.length + 1, line = new Uint32Array(K), fill = new Uint32Array(K);
       for (let k = 1; k < K; k++) {
         if (S.classVisible[k] === false || S.style === "none") continue;
         line[k] = pack(classRGB(k), lineA);
-        fill[k] = pack(classRGB(k), Math.max(fillA, S.style === "outline" ? 0 : 0));
+        fill[k] = pack(classRGB(k), fillA);
       }
-      const P = e.prob, lev = probLevel();
-      const W = e.W;
-      for (let i = 0, len = L.length; i < len; i++) {
+      const P = e.prob, lev = probLevel(), len = L.length;
+      for (let i = 0; i < len; i++) {
         const l = L[i];
         if (l === 0 || P[i] < lev) { out[i] = 0; continue; }
-        // boundary of the thresholded class mask
-        const x = i % W;
-        const on = (j) => L[j] === l && P[j] >= lev;
-        const edge = (x > 0 && !on(i - 1)) || (x < W - 1 && !on(i + 1)) || (i >= W && !on(i - W)) || (i + W < len && !on(i + W));
+        const x = i % W;  // boundary of the thresholded class mask
+        const edge = (x > 0 && (L[i - 1] !== l || P[i - 1] < lev)) || (x < W - 1 && (L[i + 1] !== l || P[i + 1] < lev)) ||
+          (i >= W && (L[i - W] !== l || P[i - W] < lev)) || (i + W < len && (L[i + W] !== l || P[i + W] < lev));
         out[i] = edge ? line[l] : fill[l];
       }
+      e.octx.putImageData(e.odata, 0, 0);
     }
-    e.octx.putImageData(e.odata, 0, 0);
     e.overlayKey = key;
     e.hl = {};
     stats.overlayMs.push(performance.now() - t0);
