@@ -10,6 +10,8 @@ import tifffile
 
 from compare_testdata import BBBC, need_bbbc
 
+pytestmark = pytest.mark.filterwarnings("ignore:only \\d+ image")
+
 
 def _folders(root, per_class=5, size=48):
     """Two classes: crops of two different real BBBC039 images."""

@@ -10,6 +10,8 @@ import pytest
 
 from compare_testdata import crop_dataset, first_names, need_bbbc, train_tiny_instance
 
+pytestmark = pytest.mark.filterwarnings("ignore:only \\d+ image")
+
 SCORE = 0.2  # tiny models score low; 0.2 keeps objects on both sides
 
 

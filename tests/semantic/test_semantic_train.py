@@ -70,3 +70,18 @@ def test_train_run_folder_and_exact_resume(small_set, tmp_path):
     b = torch.load(part / "checkpoint_last.pt", weights_only=False)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_architectures_encoders_channels_and_heads():
+    from morphoscope.semantic.config import SemanticModelConfig
+    from morphoscope.semantic.model import build_model, split_outputs
+
+    x = torch.zeros(1, 2, 64, 64)
+    for arch, enc, output, k in (("unet", "resnet34", "distance", 3), ("fpn", "resnet18", "mask", 1)):
+        mc = SemanticModelConfig(architecture=arch, encoder=enc, output=output, in_channels=2, decoder_channels=32)
+        net = build_model(mc, k).eval()
+        with torch.no_grad():
+            logits = net(x)
+        assert logits.shape == (1, k + 1 + (output != "mask"), 64, 64)
+        probs, aux = split_outputs(logits, mc, k)
+        assert probs.shape == (1, k + 1, 64, 64) and (aux is None) == (output == "mask")

@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from web_testdata import decode_png, decode_tiff, png_bytes, tiff_bytes, wait_done
 
@@ -384,19 +383,16 @@ def test_cleanup_and_close(tmp_path):
 def test_semantic_and_classify_outputs(tmp_path, monkeypatch):
     from morphoscope.web import jobs as jobs_mod
 
-    def semantic(bundle, image):
-        h, w = image.shape[:2]
+    def semantic_maps(bundle, plane):  # the probabilities a semantic model would give
+        h, w = plane.shape[:2]
         p = np.zeros((3, h, w), np.float32)
         p[1, 4:12, 4:12] = 0.9   # class 1, sure
         p[2, 20:28, 20:28] = 0.6  # class 2, less sure
         p[0] = 1 - p[1] - p[2]
-        return p
+        return jobs_mod.SemanticMaps(probs=p.astype(np.float16), aux=None, method="components", min_size=4)
 
-    def classify(bundle, image):
-        return np.array([0.8, 0.3])
-
-    monkeypatch.setattr(jobs_mod, "task_predict_function",
-                        lambda task: semantic if task == "semantic" else classify)
+    monkeypatch.setattr(jobs_mod, "semantic_maps", semantic_maps)
+    monkeypatch.setattr(jobs_mod, "classify_probabilities", lambda bundle, plane: (np.array([0.8, 0.3]), ["mito"]))
     gate = threading.Event()
     gate.set()
     m, c = _fake_app(tmp_path, _Bundle(gate))
@@ -410,22 +406,29 @@ def test_semantic_and_classify_outputs(tmp_path, monkeypatch):
             assert st["status"] == "done", st["error"]
             out = st["images"][0]["outputs"]
             if task == "semantic":
-                assert set(out) >= {"labels_tif", "masks", "probability_bin", "overlay_png", "objects"}
+                assert set(out) >= {"labels_tif", "masks", "labels_bin", "overlay_png", "objects"}
                 assert st["images"][0]["counts"] == {"cell": 1, "debris": 1}
+                # the probability threshold is applied again without the model
                 lab = decode_tiff(c.get(f"{out['labels_tif']}?threshold=0.7").content)
-                assert set(np.unique(lab)) == {0, 1}
+                assert set(np.unique(lab)) == {0, 1} and (lab == 1).sum() == 64
                 assert decode_png(c.get(f"{out['masks']['debris']}?threshold=0.5").content).sum() == 64 * 255
-                prob = c.get(out["probability_bin"])
-                assert np.frombuffer(prob.content, np.uint8).max() == round(0.9 * 255)
-                rows = c.get(f"{out['objects']}?threshold=0.7").json()["rows"]
-                assert len(rows) == 1
+                assert decode_png(c.get(f"{out['masks']['debris']}?threshold=0.7").content).sum() == 0
+                r = c.get(f"{out['labels_bin']}?threshold=0.5")
+                assert np.frombuffer(r.content, "<" + {"uint16": "u2", "uint32": "u4"}[r.headers["x-dtype"]]).max() == 2
+                objs = c.get(f"{out['objects']}?threshold=0.7").json()
+                assert len(objs["rows"]) == 1 and objs["rows"][0][objs["columns"].index("class")] == "cell"
+                coco = c.get(f"{st['downloads']['predictions_json']}?threshold=0.5").json()
+                assert len(coco["annotations"]) == 2
             else:
                 assert "labels_tif" not in out and "masks" not in out
-                assert st["images"][0]["predicted_class"] == "mito"
+                im = st["images"][0]
+                assert im["predicted_class"] == "mito" and im["predicted"] == ["mito"]
                 assert c.get(f"/api/jobs/{job['job_id']}/images/0/labels.bin").status_code == 409
+                assert c.get(f"/api/jobs/{job['job_id']}/images/0/masks/1.png").status_code == 409
                 table = c.get(f"/api/jobs/{job['job_id']}/measurements").json()
                 assert table["columns"][:3] == ["image", "class", "probability"]
-                assert c.get(st["downloads"]["report_html"]).status_code == 200
+            assert c.get(st["downloads"]["report_html"]).status_code == 200
+            assert c.get(st["downloads"]["outputs_zip"]).status_code == 200
     finally:
         m.close()
 

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from web_testdata import SCREENSHOTS, decode_tiff, expected_count, synthetic_scene, tiff_bytes
@@ -276,7 +275,7 @@ def test_bad_files_give_clear_messages_and_the_page_stays_usable(page, live_url)
     page.wait_for_selector('.image-item[data-status="error"] >> nth=1')
     items = page.locator(".image-item").all_inner_texts()
     assert len(items) == 2  # notes.txt is refused before upload
-    assert any(t.count("broken.tif") == 2 for t in items), items  # its name, then "broken.tif: <why>"
+    assert any(t.startswith("broken.tif\n") and len(t) > 12 for t in items), items  # its name, then why
     assert any("huge.tif" in t and "4 MB" in t for t in items), items
     toasts = page.inner_text("#toasts")
     assert "notes.txt" in toasts and "not an image" in toasts

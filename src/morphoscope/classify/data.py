@@ -278,15 +278,23 @@ def _group_channel_files(files: list[Path], channels: list[str] | None, folder: 
 
 
 def group_prediction_files(paths: list[Path], channels: list[str] | None) -> list[tuple[str, list[Path]]]:
-    """Input files of ``predict`` grouped into images: ``(name, files)``. With per-channel files
-    (``channels``), ``X_green.png`` ... become one image ``X``; other files are refused."""
+    """Input files of ``predict`` grouped into images: ``(name, files)``. The name is the file
+    stem, or, when stems repeat (class folders), the path below the common folder without suffix
+    (``dense/img1``). With per-channel files (``channels``), ``X_green.png`` ... become one image
+    ``X``; other files are refused."""
     if not channels:
         names = [p.stem for p in paths]
+        if len(set(names)) < len(names):
+            # e.g. class folders holding the same file names: name rows by their folder too
+            import os
+
+            root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+            names = [p.resolve().relative_to(root).with_suffix("").as_posix() for p in paths]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise InputError(f"several input images share the name(s) {', '.join(dupes[:5])}; "
                              "the rows of classifications.csv would be ambiguous")
-        return [(p.stem, [p]) for p in paths]
+        return list(zip(names, [[p] for p in paths]))
     groups: dict[str, dict[str, Path]] = {}
     for p in paths:
         for c in channels:

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option("--model", help="shipped model name, checkpoint file or run folder (default: nuclei)")] = None,
         score_threshold: Annotated[float, typer.Option("--score-threshold", help="keep objects scoring at least this (instance models)")] = 0.5,
         threshold: Annotated[Optional[float], typer.Option("--threshold", help="probability threshold (semantic models; default from the checkpoint)")] = None,
+        axes: Annotated[Optional[str], typer.Option("--axes", help="axes of stacks whose metadata does not say (e.g. ZYX, TYX, TZCYX; semantic models)")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
         measure: Annotated[bool, typer.Option("--measure", help="also write measurements.csv (one row per object)")] = False,
         pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="pixel size in µm for --measure")] = None,
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
         """Predict images with a trained model: labels TIFF, per-class masks, overlays, COCO JSON."""
         from morphoscope.prediction.predict import predict
 
-        kwargs = {} if threshold is None else {"threshold": threshold}
+        kwargs = {k: v for k, v in (("threshold", threshold), ("axes", axes)) if v is not None}
         out_dir = predict(inputs, out, model=model, score_threshold=score_threshold, device=device,
                           overwrite=overwrite, measure=measure, pixel_size=pixel_size, **kwargs)
         typer.echo(f"predictions written to {out_dir}")

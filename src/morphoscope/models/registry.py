@@ -39,7 +39,7 @@ class ModelBundle:
         """What a user (or the web app) is told about the model."""
         return {"name": self.name, "task": self.task, "classes": self.class_names,
                 "metrics": self.metrics, "path": str(self.path) if self.path else None,
-                "backbone": self.config.get("model", {}).get("backbone")}
+                "backbone": self.config.get("model", {}).get("backbone") or self.config.get("model", {}).get("encoder")}
 
 
 def resolve_model_path(name_or_path: str | Path | None) -> tuple[str, Path]:
@@ -122,7 +122,8 @@ def list_models() -> list[dict]:
             ckpt = read_checkpoint(path)
             cards.append({"name": name, "task": ckpt["task"], "classes": ckpt["class_names"],
                           "metrics": ckpt.get("metrics", {}), "path": str(path),
-                          "backbone": ckpt["config"].get("model", {}).get("backbone")})
+                          "backbone": ckpt["config"].get("model", {}).get("backbone")
+                          or ckpt["config"].get("model", {}).get("encoder")})
     return cards
 
 

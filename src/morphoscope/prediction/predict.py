@@ -42,12 +42,13 @@ def read_2d_image(path: Path) -> np.ndarray:
 
 def predict(inputs, out: str | Path, *, model=None, score_threshold: float = 0.5, device: str = "auto",
             overwrite: bool = False, measure: bool = False, pixel_size: float | None = None,
-            progress: bool = True) -> Path:
+            progress: bool = True, threshold: float | None = None, axes: str | None = None) -> Path:
     """Predict every image of ``inputs`` (files, folders, globs) with ``model`` (a name, file, run
     folder or loaded :class:`ModelBundle`; default: the shipped ``nuclei`` model) into ``out``.
 
     Writes the files of docs/outputs.md and, with ``measure``, ``measurements.csv`` (one row per
     object). Returns the output folder. Existing outputs are refused unless ``overwrite``.
+    ``threshold`` (probability) and ``axes`` (of stacks) apply to semantic models.
     """
     from morphoscope.models.registry import ModelBundle, load_model
 
@@ -60,8 +61,9 @@ def predict(inputs, out: str | Path, *, model=None, score_threshold: float = 0.5
         import importlib
 
         mod = importlib.import_module(f"morphoscope.{'semantic' if bundle.task == 'semantic' else 'classify'}.predict")
+        extra = {k: v for k, v in (("threshold", threshold), ("axes", axes)) if v is not None}
         return mod.predict(paths, out, bundle=bundle, overwrite=overwrite, measure=measure,
-                           pixel_size=pixel_size, progress=progress)
+                           pixel_size=pixel_size, progress=progress, **extra)
     names = [p.stem for p in paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -58,6 +58,7 @@ class ModelCard(BaseModel):
     source: str = Field(description="'shipped' with morphoscope or a 'file' given to the server")
     score_threshold: float = Field(description="default score threshold (instance models)")
     probability_threshold: float = Field(description="default probability threshold (semantic models)")
+    class_thresholds: list[float] | None = Field(None, description="per-class decision thresholds (multi-label classifiers)")
     description: str = ""
     default: bool
 
@@ -114,7 +115,8 @@ class ImageSummary(BaseModel):
     seconds: float
     n_detections: int | None = Field(None, description="instance: all detections kept (any score)")
     counts: dict[str, int] | None = Field(None, description="objects per class at the job's threshold")
-    predicted_class: str | None = None
+    predicted_class: str | None = Field(None, description="classify: the most probable class")
+    predicted: list[str] | None = Field(None, description="classify: the classes the model decides for (its thresholds)")
     probabilities: dict[str, float] | None = None
     outputs: dict[str, Any] = Field(description="URLs of this image's outputs (which exist depends on the task)")
 
@@ -486,30 +488,21 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
 
     @app.get("/api/jobs/{job_id}/images/{index}/labels.bin", tags=["outputs"], response_class=Response,
              summary="Raw label image for the web app", responses={200: {"content": BINARY}, **ERRORS})
-    def out_labels_bin(job_id: str = JOB, index: int = IDX):
-        """instance: the label image of *every* detection (object k = row k of `objects`), so that a
-        client applies any threshold itself: an object is shown when its score >= the threshold.
-        semantic: the most probable foreground class of each pixel. Little-endian, row-major,
-        gzip-encoded; the `X-Dtype`, `X-Height` and `X-Width` headers give its layout."""
-        _, r = _image(job_id, index)
-        if r.labels is None:
+    def out_labels_bin(job_id: str = JOB, index: int = IDX, threshold: float | None = Query(
+                           None, ge=0, le=1, description="semantic models only: the probability threshold "
+                           "(default: the job's)")):
+        """instance: the label image of *every* detection (object k = the row of `objects` with
+        label k), so that a client applies any score threshold itself: an object is shown when its
+        score >= the threshold. semantic: the instance labels at the probability threshold.
+        Little-endian, row-major, gzip-encoded; the `X-Dtype`, `X-Height` and `X-Width` headers
+        give its layout."""
+        job, r = _image(job_id, index)
+        if r.task not in ("instance", "semantic"):
             raise Conflict(f"a {r.task} model gives no label image")
-        data, dtype = r.labels_gz()
+        data, dtype = r.labels_gz(None if r.task == "instance" else _thr(job, threshold))
         return Response(data, media_type="application/octet-stream",
                         headers={"Content-Encoding": "gzip", "X-Dtype": dtype, "X-Height": str(r.height),
-                                 "X-Width": str(r.width), "Cache-Control": "max-age=3600"})
-
-    @app.get("/api/jobs/{job_id}/images/{index}/probability.bin", tags=["outputs"], response_class=Response,
-             summary="Raw probabilities for the web app (semantic)", responses={200: {"content": BINARY}, **ERRORS})
-    def out_prob_bin(job_id: str = JOB, index: int = IDX):
-        """uint8 probability (0..255) of each pixel's class in `labels.bin`; a pixel is shown at
-        threshold t when its value >= round(255 t). gzip-encoded."""
-        _, r = _image(job_id, index)
-        if r.prob is None:
-            raise Conflict(f"a {r.task} model gives no probability map")
-        return Response(r.prob_gz(), media_type="application/octet-stream",
-                        headers={"Content-Encoding": "gzip", "X-Dtype": "uint8", "X-Height": str(r.height),
-                                 "X-Width": str(r.width)})
+                                 "X-Width": str(r.width), "Cache-Control": "no-cache"})
 
     @app.get("/api/jobs/{job_id}/images/{index}/objects", response_model=ObjectsDoc, tags=["measurements"],
              summary="Objects and their measurements, for the web app", responses=ERRORS)

@@ -90,10 +90,7 @@ def overlay_rgb(result: ImageResult, threshold: float, *, classes: set[int] | No
     if result.task == "classify":
         return rgb
     labels, label_classes, _ = result.labels_at(threshold)
-    if result.task == "semantic":
-        cls_map = result.class_map_at(threshold)
-    else:
-        cls_map = label_classes[labels]
+    cls_map = label_classes[labels]
     shown = labels > 0
     if classes is not None:
         shown &= np.isin(cls_map, list(classes))
@@ -113,8 +110,6 @@ def class_mask_png(result: ImageResult, class_index: int, threshold: float) -> b
 
 
 def labels_tiff(result: ImageResult, threshold: float) -> bytes:
-    if result.task == "semantic":
-        return tiff_bytes(result.class_map_at(threshold))
     labels, _, _ = result.labels_at(threshold)
     return tiff_bytes(labels)
 
@@ -181,12 +176,13 @@ def coco_predictions(items: list[Item], threshold: float) -> dict:
     images, anns = [], []
     for image_id, it in enumerate(items, start=1):
         r = it.result
-        if r.task != "instance":
-            raise Conflict("COCO predictions exist for instance models only")
+        if r.task not in ("instance", "semantic"):
+            raise Conflict("COCO predictions exist for segmentation models only")
         labels, classes, scores = r.labels_at(threshold)
         images.append({"id": image_id, "file_name": r.file_name or it.name, "height": r.height, "width": r.width})
         anns += coco_annotations_from_labels(labels, classes, scores, image_id=image_id, start_id=len(anns) + 1)
-    info = {"model": job.model_id, "task": job.task, "score_threshold": threshold,
+    info = {"model": job.model_id, "task": job.task,
+            ("score_threshold" if job.task == "instance" else "threshold"): threshold,
             "morphoscope": __version__, "source": "morphoscope serve"}
     return {"info": info, "images": images,
             "categories": [{"id": k, "name": c} for k, c in enumerate(job.class_names, start=1)],
@@ -209,7 +205,7 @@ def write_outputs(items: list[Item], out: Path, threshold: float, plane_loader=N
             (out / f"{it.name}_labels.tif").write_bytes(labels_tiff(r, threshold))
             for k, c in enumerate(class_names, start=1):
                 (out / f"{it.name}_{safe_class_name(c)}.png").write_bytes(class_mask_png(r, k, threshold))
-    if items[0].job.task == "instance":
+    if items[0].job.task in ("instance", "semantic"):
         (out / "predictions.json").write_text(json.dumps(coco_predictions(items, threshold)))
     table = measurements(items, threshold, plane_loader, pixel_size)
     (out / "measurements.csv").write_bytes(csv_bytes(table))
@@ -253,7 +249,7 @@ def report_html(items: list[Item], threshold: float, plane_loader=None, pixel_si
     import logging
 
     job = items[0].job
-    if job.task == "instance":
+    if job.task in ("instance", "semantic"):
         title = f"morphoscope report: {job.model_id}, {len(items)} image{'s' if len(items) != 1 else ''}"
         try:
             table = measurements(items, threshold, plane_loader, pixel_size)

@@ -249,7 +249,8 @@ class ModelCatalog:
             "architecture": (cfg.get("model", {}) or {}).get("architecture"),
             "path": str(path), "source": source,
             "score_threshold": float(extra.get("score_threshold", 0.5)),
-            "probability_threshold": float(extra.get("threshold", extra.get("probability_threshold", 0.5))),
+            "probability_threshold": float(extra.get("threshold", (cfg.get("postprocess", {}) or {}).get("threshold", 0.5))),
+            "class_thresholds": [float(t) for t in extra["thresholds"]] if extra.get("thresholds") is not None else None,
             "description": str(extra.get("description", "")),
             "default": not self.entries,
         }
@@ -304,9 +305,28 @@ def threshold_lut(scores: np.ndarray, threshold: float) -> np.ndarray:
     return lut
 
 
-def prob_level(threshold: float) -> int:
-    """Quantised probability threshold: a pixel counts when its uint8 probability >= this."""
-    return int(round(float(threshold) * 255))
+@dataclass
+class SemanticMaps:
+    """What a semantic model said about one plane, kept to re-threshold without the network:
+    class probabilities ``(K + 1, H, W)`` (channel 0 = background), the extra boundary/distance
+    map or None, and the model's post-processing settings."""
+
+    probs: np.ndarray
+    aux: np.ndarray | None
+    kind: str = "mask"
+    method: str = "watershed"
+    seed_threshold: float = 0.5
+    min_size: int = 10
+
+    def instances(self, threshold: float):
+        """(labels, label_classes, scores) at a foreground probability threshold, as
+        ``morphoscope predict`` makes them (:func:`morphoscope.semantic.postprocess.instances_from_probs`)."""
+        from morphoscope.semantic.postprocess import instances_from_probs
+
+        aux = None if self.aux is None else self.aux.astype(np.float32)
+        return instances_from_probs(self.probs.astype(np.float32), aux, kind=self.kind, method=self.method,
+                                    threshold=float(threshold), seed_threshold=self.seed_threshold,
+                                    min_size=self.min_size)
 
 
 @dataclass
@@ -315,9 +335,9 @@ class ImageResult:
 
     instance: ``labels`` is the base label image (every detection; object ``k`` has score
     ``scores[k]`` and class ``classes[k]``, index 0 = background).
-    semantic: ``labels`` is the most probable foreground class of each pixel (uint8) and
-    ``prob`` its probability (uint8, 0..255).
-    classify: ``class_probs`` one probability per class.
+    semantic: ``maps`` (probabilities); labels, classes and scores are made per threshold.
+    classify: ``class_probs`` one probability per class, ``predicted`` the class names the
+    model decides for (its own per-class thresholds).
     """
 
     index: int
@@ -333,13 +353,24 @@ class ImageResult:
     labels: np.ndarray | None = None
     scores: np.ndarray | None = None
     classes: np.ndarray | None = None
-    prob: np.ndarray | None = None
+    maps: SemanticMaps | None = None
     class_probs: np.ndarray | None = None
+    predicted: list[str] | None = None
     table: object = None  # pandas DataFrame of the base objects (instance)
     seconds: float = 0.0
     file_name: str = ""  # the uploaded file's name
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _plane: np.ndarray | None = field(default=None, repr=False)
+
+    def _cached(self, key, make, keep: int = 12):
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = make()
+        self._cache[key] = value
+        while len(self._cache) > keep:
+            self._cache.popitem(last=False)
+        return value
 
     # ---- thresholded arrays --------------------------------------------------------------
     def labels_at(self, threshold: float):
@@ -353,29 +384,16 @@ class ImageResult:
             scores = np.concatenate([[0.0], self.scores[keep]]).astype(np.float32)
             return labels, classes, scores
         if self.task == "semantic":
-            key = ("sem_labels", prob_level(threshold))
-            if key not in self._cache:
-                from scipy import ndimage
+            def make():
+                labels, classes, scores = self.maps.instances(threshold)
+                dtype = np.uint16 if labels.max(initial=0) < 65536 else np.uint32
+                return labels.astype(dtype), np.asarray(classes, np.int64), np.asarray(scores, np.float32)
 
-                cls = np.where(self.prob >= prob_level(threshold), self.labels, 0)
-                labels = np.zeros(cls.shape, np.int32)
-                classes, n = [0], 0
-                for k in range(1, len(self.class_names) + 1):
-                    lab, m = ndimage.label(cls == k)
-                    if m:
-                        labels[lab > 0] = lab[lab > 0] + n
-                        classes += [k] * m
-                        n += m
-                self._cache[key] = (cls, labels, np.asarray(classes, np.int64))
-            cls, labels, classes = self._cache[key]
-            return labels, classes, np.zeros(len(classes), np.float32)
+            return self._cached(("labels", round(float(threshold), 6)), make)
         raise Conflict(f"a {self.task} model gives no label image")
 
     def class_map_at(self, threshold: float) -> np.ndarray:
         """Per-pixel class (0 = background) at ``threshold``."""
-        if self.task == "semantic":
-            self.labels_at(threshold)
-            return self._cache[("sem_labels", prob_level(threshold))][0]
         labels, classes, _ = self.labels_at(threshold)
         return classes[labels]
 
@@ -393,7 +411,8 @@ class ImageResult:
 
         if self.task == "classify":
             row = {"image": self.name, "class": self.top_class,
-                   "probability": float(np.max(self.class_probs))}
+                   "probability": float(np.max(self.class_probs)),
+                   "predicted": ";".join(self.predicted or [])}
             for c, p in zip(self.class_names, self.class_probs):
                 row[f"p_{c}"] = float(p)
             return pd.DataFrame([row])
@@ -404,27 +423,24 @@ class ImageResult:
             ids = table["label"].to_numpy()
             t = table[lut[ids] > 0].copy()
             t["label"] = lut[t["label"].to_numpy()]
+            t.attrs = dict(table.attrs)
             return t.reset_index(drop=True)
-        key = ("sem_table", prob_level(threshold), pixel_size)
-        if key not in self._cache:
-            from morphoscope.morphology import measure_labels
 
-            labels, classes, _ = self.labels_at(threshold)
-            self._cache[key] = measure_labels(labels, image=self._get_plane(plane_loader),
-                                              pixel_size=pixel_size, classes=classes,
-                                              class_names=self.class_names, image_name=self.name)
-        return self._cache[key]
+        def make():
+            labels, classes, scores = self.labels_at(threshold)
+            return measure_instance(labels, self._get_plane(plane_loader), scores, classes, self.class_names,
+                                    self.name, pixel_size)
+
+        return self._cached(("table", round(float(threshold), 6), pixel_size), make)
 
     def base_table(self, plane_loader=None, pixel_size=None):
         """Measurements of every detection (``label`` = base object id)."""
         pixel_size = self.pixel_size if pixel_size is None else pixel_size
         if pixel_size == self.pixel_size and self.table is not None:
             return self.table
-        key = ("base_table", pixel_size)
-        if key not in self._cache:
-            self._cache[key] = measure_instance(self.labels, self._get_plane(plane_loader), self.scores,
-                                                self.classes, self.class_names, self.name, pixel_size)
-        return self._cache[key]
+        return self._cached(("base_table", pixel_size), lambda: measure_instance(
+            self.labels, self._get_plane(plane_loader), self.scores, self.classes, self.class_names, self.name,
+            pixel_size))
 
     def _get_plane(self, plane_loader):
         if self._plane is not None:
@@ -440,33 +456,28 @@ class ImageResult:
         return self.class_names[int(np.argmax(self.class_probs))]
 
     # ---- browser transport ---------------------------------------------------------------
-    def labels_gz(self) -> tuple[bytes, str]:
-        """The base label image (or semantic class map) as gzip-compressed little-endian bytes."""
-        if "labels_gz" not in self._cache:
-            arr = self.labels
-            dtype = "uint8" if arr.max(initial=0) < 256 and self.task == "semantic" else (
-                "uint16" if arr.max(initial=0) < 65536 else "uint32")
-            raw = np.ascontiguousarray(arr.astype("<" + {"uint8": "u1", "uint16": "u2", "uint32": "u4"}[dtype]))
-            self._cache["labels_gz"] = (gzip.compress(raw.tobytes(), compresslevel=1), dtype)
-        return self._cache["labels_gz"]
+    def labels_gz(self, threshold: float | None = None) -> tuple[bytes, str]:
+        """A label image as gzip-compressed little-endian bytes and its dtype: instance models
+        the base image (every detection), semantic models the labels at ``threshold``."""
+        if self.task == "instance":
+            arr, key = self.labels, ("gz",)
+        else:
+            arr, key = self.labels_at(threshold)[0], ("gz", round(float(threshold), 6))
 
-    def prob_gz(self) -> bytes:
-        if "prob_gz" not in self._cache:
-            self._cache["prob_gz"] = gzip.compress(np.ascontiguousarray(self.prob, np.uint8).tobytes(), 1)
-        return self._cache["prob_gz"]
+        def make():
+            dtype = "uint16" if arr.max(initial=0) < 65536 else "uint32"
+            raw = np.ascontiguousarray(arr.astype("<u2" if dtype == "uint16" else "<u4"))
+            return gzip.compress(raw.tobytes(), compresslevel=1), dtype
+
+        return self._cached(key, make)
 
     def outputs(self, job_id: str) -> dict:
         base = f"/api/jobs/{job_id}/images/{self.index}"
-        out = {"image": f"{base}/image.png"}
+        out = {"image": f"{base}/image.png", "measurements_csv": f"{base}/measurements.csv"}
         if self.task in ("instance", "semantic"):
             out.update({"labels_tif": f"{base}/labels.tif", "overlay_png": f"{base}/overlay.png",
                         "labels_bin": f"{base}/labels.bin", "objects": f"{base}/objects",
-                        "measurements_csv": f"{base}/measurements.csv",
                         "masks": {c: f"{base}/masks/{i}.png" for i, c in enumerate(self.class_names, start=1)}})
-        if self.task == "semantic":
-            out["probability_bin"] = f"{base}/probability.bin"
-        if self.task == "classify":
-            out["measurements_csv"] = f"{base}/measurements.csv"
         return out
 
     def summary(self, job_id: str, threshold: float) -> dict:
@@ -480,6 +491,7 @@ class ImageResult:
             d["counts"] = self.count_at(threshold)
         if self.task == "classify":
             d["predicted_class"] = self.top_class
+            d["predicted"] = list(self.predicted or [])
             d["probabilities"] = {c: float(p) for c, p in zip(self.class_names, self.class_probs)}
         return d
 
@@ -533,48 +545,57 @@ def result_from_labels(labels, scores, classes, *, plane, name, class_names, pix
 
 
 # --------------------------------------------------------------------------------------------
-# semantic and classification models (their modules are optional)
+# semantic and classification models
 # --------------------------------------------------------------------------------------------
 
-PREDICT_FUNCTION_NAMES = ("predict_probabilities", "predict_proba")
+
+def semantic_maps(bundle, plane: np.ndarray) -> SemanticMaps:
+    """Run a semantic model on one plane, keeping its probabilities (as
+    :func:`morphoscope.semantic.predict.segment_plane` prepares and runs it)."""
+    from morphoscope.config import parse_config
+    from morphoscope.io.images import normalize_percentile, to_model_input
+    from morphoscope.semantic.infer import predict_plane
+
+    cfg = parse_config(bundle.config)
+    cin = cfg.model.in_channels
+    nrm = bundle.normalize
+    if plane.ndim == 2 or plane.shape[-1] <= 4:
+        x = to_model_input(plane, low=nrm.get("low", 1.0), high=nrm.get("high", 99.8), channels=cin)
+    else:
+        x = np.clip(np.moveaxis(normalize_percentile(plane, low=nrm.get("low", 1.0), high=nrm.get("high", 99.8)),
+                                -1, 0), -1.0, 3.0)
+    if x.shape[0] != cin:
+        raise InputError(f"the image has {x.shape[0]} channels, the model expects {cin}")
+    post = cfg.postprocess
+    probs, aux = predict_plane(bundle.model, x, cfg.model, cfg.num_classes, tile_size=post.tile_size,
+                               overlap=post.tile_overlap, device=bundle.device)
+    return SemanticMaps(probs=probs.astype(np.float16), aux=None if aux is None else aux.astype(np.float16),
+                        kind=cfg.model.output, method=post.method, seed_threshold=post.seed_threshold,
+                        min_size=post.min_size)
 
 
-def task_predict_function(task: str):
-    """``morphoscope.<semantic|classify>.predict.predict_probabilities(bundle, image)``.
+def classify_probabilities(bundle, plane: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of one image and the classes the model predicts (its thresholds)."""
+    from morphoscope.classify.predict import classify_image
 
-    semantic: returns ``(K + 1, H, W)`` class probabilities, channel 0 = background.
-    classify: returns ``(K,)`` class probabilities.
-    """
-    import importlib
-
-    modname = f"morphoscope.{'semantic' if task == 'semantic' else 'classify'}.predict"
-    try:
-        mod = importlib.import_module(modname)
-    except ModuleNotFoundError:
-        raise ConfigError(f"this installation cannot run {task} models ({modname} is missing)") from None
-    for fname in PREDICT_FUNCTION_NAMES:
-        if hasattr(mod, fname):
-            return getattr(mod, fname)
-    raise ConfigError(f"{modname} has no predict_probabilities(bundle, image) function")
+    out = classify_image(bundle, plane)
+    return np.array([out["probabilities"][c] for c in bundle.class_names], np.float64), list(out["labels"])
 
 
-def semantic_result(probs: np.ndarray, *, plane, name, class_names, pixel_size=None, index=0,
+def semantic_result(maps: SemanticMaps, *, plane, name, class_names, pixel_size=None, index=0,
                     upload_id="", slice_=0) -> ImageResult:
     from morphoscope.io.images import to_display_rgb
 
-    probs = np.asarray(probs, np.float32)
-    if probs.ndim != 3 or probs.shape[0] not in (len(class_names), len(class_names) + 1):
-        raise ValueError(f"semantic probabilities of shape {probs.shape} for {len(class_names)} classes")
-    fg = probs[1:] if probs.shape[0] == len(class_names) + 1 else probs
-    cls = (np.argmax(fg, axis=0) + 1).astype(np.uint8)
-    p = np.clip(np.max(fg, axis=0), 0, 1)
+    h, w = maps.probs.shape[1:]
+    if maps.probs.shape[0] != len(class_names) + 1:
+        raise ValueError(f"semantic probabilities of shape {maps.probs.shape} for {len(class_names)} classes")
     return ImageResult(index=index, name=name, upload_id=upload_id, slice=slice_, task="semantic",
-                       height=int(cls.shape[0]), width=int(cls.shape[1]), class_names=list(class_names),
-                       display_png=png_bytes(to_display_rgb(plane)), pixel_size=pixel_size, labels=cls,
-                       prob=np.round(p * 255).astype(np.uint8), _plane=None)
+                       height=int(h), width=int(w), class_names=list(class_names),
+                       display_png=png_bytes(to_display_rgb(plane)), pixel_size=pixel_size, maps=maps)
 
 
-def classify_result(probs: np.ndarray, *, plane, name, class_names, index=0, upload_id="", slice_=0) -> ImageResult:
+def classify_result(probs: np.ndarray, predicted: list[str], *, plane, name, class_names, index=0,
+                    upload_id="", slice_=0) -> ImageResult:
     from morphoscope.io.images import to_display_rgb
 
     probs = np.asarray(probs, np.float64).reshape(-1)
@@ -583,7 +604,8 @@ def classify_result(probs: np.ndarray, *, plane, name, class_names, index=0, upl
     h, w = plane.shape[:2]
     return ImageResult(index=index, name=name, upload_id=upload_id, slice=slice_, task="classify",
                        height=int(h), width=int(w), class_names=list(class_names),
-                       display_png=png_bytes(to_display_rgb(plane)), class_probs=probs)
+                       display_png=png_bytes(to_display_rgb(plane)), class_probs=probs,
+                       predicted=list(predicted))
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,7 +652,7 @@ class Job:
                 "report_html": f"/api/jobs/{self.id}/report.html",
                 "outputs_zip": f"/api/jobs/{self.id}/outputs.zip",
             }
-            if self.task == "instance":
+            if self.task in ("instance", "semantic"):
                 d["downloads"]["predictions_json"] = f"/api/jobs/{self.id}/predictions.json"
         return d
 
@@ -904,9 +926,6 @@ class JobManager:
     def _run(self, job: Job) -> None:
         bundle = self.catalog.load(job.model_id)
         n = len(job.inputs)
-        predict_fn = None
-        if job.task != "instance":
-            predict_fn = task_predict_function(job.task)
         for i, (uid, sl) in enumerate(job.inputs):
             if job.status != "running":
                 return
@@ -928,12 +947,18 @@ class JobManager:
                                                       pixel_size=pixel_size, index=i, upload_id=uid, slice_=sl)
                 del pred
             elif job.task == "semantic":
-                res = semantic_result(predict_fn(bundle, plane), plane=plane, name=name,
+                res = semantic_result(semantic_maps(bundle, plane), plane=plane, name=name,
                                       class_names=bundle.class_names, pixel_size=pixel_size, index=i,
                                       upload_id=uid, slice_=sl)
+                job.stage = f"finding the objects in {name}"
+                job.progress = (i + 0.8) / n
+                res.count_at(job.score_threshold)  # the objects at the job's threshold, made now
+            elif job.task == "classify":
+                probs, predicted = classify_probabilities(bundle, plane)
+                res = classify_result(probs, predicted, plane=plane, name=name, class_names=bundle.class_names,
+                                      index=i, upload_id=uid, slice_=sl)
             else:
-                res = classify_result(predict_fn(bundle, plane), plane=plane, name=name,
-                                      class_names=bundle.class_names, index=i, upload_id=uid, slice_=sl)
+                raise ConfigError(f"this server cannot run models of task '{job.task}'")
             res.seconds = time.time() - t0
             res.file_name = up.name
             job.results.append(res)

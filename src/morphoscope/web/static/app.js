@@ -166,7 +166,9 @@
     renderModels();
     renderExamples();
     const params = new URLSearchParams(location.search);
-    if (params.get("job")) openJob(params.get("job"));
+    if (params.get("job")) {  // ?job=ID[,ID...]: show finished jobs (e.g. made from Python)
+      for (const id of params.get("job").split(",").filter(Boolean)) await openJob(id);
+    }
     updateAll();
   }
 
@@ -186,7 +188,8 @@
   }
 
   const METRIC_NAMES = {
-    "f1@0.5": "F1 @ IoU 0.5", "precision@0.5": "precision", "recall@0.5": "recall", ap: "AP", ap50: "AP50",
+    "f1@0.5": "F1 @ IoU 0.5", "precision@0.5": "precision", "recall@0.5": "recall", "ap@0.5": "AP @ IoU 0.5",
+    "mean_ap@0.5:0.95": "AP @ .5:.95", ap: "AP", ap50: "AP50",
     "ap@[.5:.95]": "AP", miou: "mean IoU", iou: "IoU", dice: "Dice", accuracy: "accuracy",
     macro_f1: "macro F1", micro_f1: "micro F1",
   };
@@ -201,8 +204,10 @@
     const cls = el("div", { class: "row" }, el("span", { class: "muted" }, "classes:"));
     m.classes.forEach((c, i) => cls.append(el("span", { class: "badge", style: `background:${classCSS(i + 1)}33` }, c)));
     card.append(cls);
-    const keys = Object.keys(m.metrics || {}).filter((k) => k !== "epoch" && typeof m.metrics[k] === "number");
-    keys.sort((a, b) => (a in METRIC_NAMES ? 0 : 1) - (b in METRIC_NAMES ? 0 : 1));
+    const order = Object.keys(METRIC_NAMES);
+    const keys = Object.keys(m.metrics || {}).filter((k) => !["epoch", "images", "seconds"].includes(k) && typeof m.metrics[k] === "number");
+    const rank = (k) => (order.includes(k) ? order.indexOf(k) : order.length);
+    keys.sort((a, b) => rank(a) - rank(b));
     if (keys.length) {
       const grid = el("div", { class: "metrics", title: "validation metrics stored with the model" });
       for (const k of keys.slice(0, 6)) {
@@ -210,7 +215,8 @@
         grid.append(el("div", { class: "metric" }, el("b", {}, Math.abs(v) <= 1 ? v.toFixed(3) : fmt(v)),
           el("span", {}, METRIC_NAMES[k] || k)));
       }
-      card.append(el("div", { class: "hint" }, "Validation"), grid);
+      const n = m.metrics.images ? ` (${m.metrics.images} images${m.metrics.epoch !== undefined ? `, epoch ${m.metrics.epoch}` : ""})` : "";
+      card.append(el("div", { class: "hint" }, `Validation${n}`), grid);
     } else {
       card.append(el("div", { class: "hint" }, "No validation metrics stored with this model."));
     }
@@ -401,20 +407,14 @@
         img.onerror = () => reject(new Error("the result image could not be loaded"));
         img.src = out.image;
       });
-      const labP = out.labels_bin ? api(out.labels_bin).then(async (r) => ({ buf: await r.arrayBuffer(), dtype: r.headers.get("X-Dtype") })) : null;
-      const probP = out.probability_bin ? api(out.probability_bin).then((r) => r.arrayBuffer()) : null;
+      const labP = out.labels_bin ? fetchLabels(e) : null;
       const objP = out.objects ? getJSON(objectsURL(e)) : getJSON(`/api/jobs/${e.jobId}/measurements`);
-      const [img, lab, prob, objs] = await Promise.all([imgP, labP, probP, objP]);
+      const [img, lab, objs] = await Promise.all([imgP, labP, objP]);
       if (gen !== e.gen) return;
       e.img = img;
       e.W = im.width;
       e.H = im.height;
-      if (lab) {
-        const T = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array }[lab.dtype] || Uint32Array;
-        e.labels = new T(lab.buf);
-        if (e.labels.length !== e.W * e.H) throw new Error("the label image has the wrong size");
-      }
-      if (prob) e.prob = new Uint8Array(prob);
+      if (lab) setLabels(e, lab);
       setObjects(e, objs);
       if (e.labels) computeEdges(e);
       e.overlayKey = null;
@@ -431,6 +431,17 @@
     updateAll();
   }
 
+  function fetchLabels(e) {
+    const url = e.result.outputs.labels_bin + (e.task === "semantic" ? `?threshold=${S.threshold}` : "");
+    return api(url).then(async (r) => ({ buf: await r.arrayBuffer(), dtype: r.headers.get("X-Dtype") }));
+  }
+  function setLabels(e, lab) {
+    const T = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array }[lab.dtype] || Uint32Array;
+    const labels = new T(lab.buf);
+    if (labels.length !== e.W * e.H) throw new Error("the label image has the wrong size");
+    e.labels = labels;
+  }
+
   function objectsURL(e) {
     const p = new URLSearchParams();
     if (e.task !== "instance") p.set("threshold", S.threshold);
@@ -445,10 +456,10 @@
     e.col = {};
     objs.columns.forEach((c, i) => { e.col[c] = i; });
     const rows = objs.rows;
-    if (e.task === "instance") {
+    if (e.task === "instance" || e.task === "semantic") {
       let n = 0;
       for (const r of rows) n = Math.max(n, r[e.col.label]);
-      const cnt = e.result && e.result.n_detections != null ? e.result.n_detections : n;
+      const cnt = e.task === "instance" && e.result && e.result.n_detections != null ? e.result.n_detections : n;
       n = Math.max(n, cnt);
       e.nObj = n;
       e.score = new Float32Array(n + 1);
@@ -470,14 +481,14 @@
         e.bbox.set([r[e.col.bbox_row_min], r[e.col.bbox_col_min], r[e.col.bbox_row_max], r[e.col.bbox_col_max]], 4 * id);
       }
       e.line = null;
-    } else if (e.task === "semantic") {
-      e.nObj = rows.length;
     }
   }
 
   function failEntry(e, message) {
     e.status = "error";
-    e.error = message;
+    const prefix = `${e.name}: `;
+    e.error = message.startsWith(prefix) ? message.slice(prefix.length) : message;
+    message = e.error;
     e.gen++;
     renderImageList();
     if (e.key === S.current) updateAll();
@@ -511,7 +522,7 @@
   function entryStatusText(e) {
     if (e.status === "error") return e.error;
     if (e.status === "done") {
-      if (e.task === "classify") return `${topClass(e)} · ${e.elapsed ? e.elapsed.toFixed(1) + " s" : ""}`;
+      if (e.task === "classify") return (e.result.predicted || []).join(", ") || `most likely ${topClass(e)}`;
       const n = countVisible(e);
       const what = e.classNames.length === 1 ? pluralize(e.classNames[0], n) : pluralize("object", n);
       return `${n} ${what}${e.upload && e.upload.pages > 1 ? ` · slice ${e.slice + 1}/${e.upload.pages}` : ""}`;
@@ -571,14 +582,14 @@
   // thresholds and counts
   // ------------------------------------------------------------------------------------------
   const thr32 = () => Math.fround(S.threshold);
-  const probLevel = () => Math.round(S.threshold * 255);
+  /** Instance models: score >= threshold here; semantic models: thresholded by the server. */
   function visibleObject(e, id) {
-    return id > 0 && e.score[id] >= thr32() && S.classVisible[e.cls[id]] !== false;
+    return id > 0 && (e.task === "semantic" || e.score[id] >= thr32()) && S.classVisible[e.cls[id]] !== false;
   }
   /** Label numbers at the threshold, as in the downloaded label TIFF (score order, 1..n). */
   function updateLabelNumbers(e) {
-    if (e.task !== "instance" || !e.score) return;
-    const t = thr32();
+    if (!e.score || !["instance", "semantic"].includes(e.task)) return;
+    const t = e.task === "semantic" ? -1 : thr32();
     let n = 0;
     for (let k = 1; k <= e.nObj; k++) e.labelAt[k] = e.score[k] >= t ? ++n : 0;
     e.nAbove = n;
@@ -586,18 +597,11 @@
   function countVisible(e, byClass) {
     const counts = {};
     let total = 0;
-    if (e.task === "instance" && e.score) {
-      const t = thr32();
+    if ((e.task === "instance" || e.task === "semantic") && e.score) {
+      const t = e.task === "semantic" ? -1 : thr32();
       for (let k = 1; k <= e.nObj; k++) {
         if (e.row[k] < 0 || e.score[k] < t) continue;
         const c = e.cls[k];
-        counts[c] = (counts[c] || 0) + 1;
-        if (S.classVisible[c] !== false) total++;
-      }
-    } else if (e.task === "semantic" && e.objects) {
-      const ci = e.col.class;
-      for (const r of e.objects.rows) {
-        const c = e.classNames.indexOf(r[ci]) + 1;
         counts[c] = (counts[c] || 0) + 1;
         if (S.classVisible[c] !== false) total++;
       }
@@ -615,11 +619,21 @@
     for (const e of S.images) {
       if (e.status === "done" && e.task === "semantic") {
         const gen = e.gen;
-        getJSON(objectsURL(e)).then((o) => { if (gen === e.gen) { setObjects(e, o); updateAll(); } })
-          .catch((err) => toast("Cannot update the measurements", err.message, "error"));
+        Promise.all([fetchLabels(e), getJSON(objectsURL(e))]).then(([lab, o]) => {
+          if (gen !== e.gen) return;
+          setLabels(e, lab);
+          setObjects(e, o);
+          computeEdges(e);
+          e.overlayKey = null;
+          e.styleKey = null;
+          S.hover = 0;
+          S.selected = 0;
+          hideInspector();
+          updateAll();
+        }).catch((err) => toast("Cannot update the objects", err.message, "error"));
       }
     }
-  }, 300);
+  }, 250);
 
   // ------------------------------------------------------------------------------------------
   // the overlay bitmap
@@ -687,7 +701,7 @@
     const out = e.out32, L = e.labels, E = e.edge, W = e.W;
     const maxEdge = S.view.s < THICK_BELOW ? 2 : 1;
     const [lineA, fillA] = alphas();
-    if (e.task === "instance") {
+    {
       const n = e.nObj + 1, line = new Uint32Array(n), fill = new Uint32Array(n);
       if (S.style !== "none") {
         for (let k = 1; k < n; k++) {
@@ -734,23 +748,6 @@
       e.line = line;
       e.fill = fill;
       e.styleKey = sk;
-    } else if (e.task === "semantic") {
-      const K = e.classNames.length + 1, line = new Uint32Array(K), fill = new Uint32Array(K);
-      for (let k = 1; k < K; k++) {
-        if (S.classVisible[k] === false || S.style === "none") continue;
-        line[k] = pack(classRGB(k), lineA);
-        fill[k] = pack(classRGB(k), fillA);
-      }
-      const P = e.prob, lev = probLevel(), len = L.length;
-      for (let i = 0; i < len; i++) {
-        const l = L[i];
-        if (l === 0 || P[i] < lev) { out[i] = 0; continue; }
-        const x = i % W;  // boundary of the thresholded class mask
-        const edge = (x > 0 && (L[i - 1] !== l || P[i - 1] < lev)) || (x < W - 1 && (L[i + 1] !== l || P[i + 1] < lev)) ||
-          (i >= W && (L[i - W] !== l || P[i - W] < lev)) || (i + W < len && (L[i + W] !== l || P[i + W] < lev));
-        out[i] = edge ? line[l] : fill[l];
-      }
-      e.octx.putImageData(e.odata, 0, 0);
     }
     e.overlayKey = key;
     e.hl = {};
@@ -865,7 +862,7 @@
       ctx.imageSmoothingEnabled = v.s < 1;
       if (S.style !== "none") ctx.drawImage(e.overlay, 0, 0);
       ctx.imageSmoothingEnabled = false;
-      if (e.task === "instance") {
+      if (e.objects && e.row) {
         for (const [id, colour] of [[S.hover, [255, 255, 255]], [S.selected, [255, 221, 0]]]) {
           if (id > 0 && e.row[id] >= 0 && visibleObject(e, id)) {
             const h = highlightCanvas(e, id, colour);
@@ -888,8 +885,7 @@
   function objectAt(e, x, y) {
     if (!e || e.status !== "done" || !e.labels || x < 0 || y < 0 || x >= e.W || y >= e.H) return 0;
     const l = e.labels[y * e.W + x];
-    if (e.task === "instance") return visibleObject(e, l) ? l : 0;
-    return 0;
+    return e.row && visibleObject(e, l) ? l : 0;
   }
 
   let drag = null;
@@ -939,10 +935,6 @@
     const size = imageSize(e);
     if (size && x >= 0 && y >= 0 && x < size[0] && y < size[1]) {
       let txt = `x ${x}  y ${y}`;
-      if (e && e.task === "semantic" && e.labels) {
-        const i = y * e.W + x, c = e.labels[i];
-        if (c && e.prob[i] >= probLevel()) txt += `  ·  ${e.classNames[c - 1]} p=${(e.prob[i] / 255).toFixed(2)}`;
-      }
       info.textContent = txt;
     } else info.textContent = "";
     const id = objectAt(e, x, y);
@@ -1004,11 +996,12 @@
     const k = e.cls[id];
     $("inspector-title").innerHTML = `<span class="cls-dot" style="background:${classCSS(k)}"></span>${esc(e.classNames[k - 1] || "object")} #${e.labelAt[id]}`;
     const body = [];
-    e.objects.columns.forEach((col, i) => {
-      if (col === "image" || col === "label" || col === "class") return;
+    const cols = e.objects.columns.filter((c) => !["image", "label", "class"].includes(c));
+    const last = cols.filter((c) => LAST_COLS.includes(c));
+    for (const col of [...cols.filter((c) => !last.includes(c)), ...last]) {
       const d = S.defs[baseName(col)];
-      body.push(`<tr title="${d ? esc(d.formula) : ""}"><td>${esc(prettyCol(col))}</td><td>${esc(fmt(r[i], col))}</td></tr>`);
-    });
+      body.push(`<tr title="${d ? esc(d.formula) : ""}"><td>${esc(prettyCol(col))}</td><td>${esc(fmt(r[e.col[col]], col))}</td></tr>`);
+    }
     $("inspector-body").innerHTML = `<table>${body.join("")}</table>`;
     $("inspector").hidden = false;
   }
@@ -1023,6 +1016,7 @@
     const task = (e && e.task) || (m && m.task) || "instance";
     $("threshold-name").textContent = task === "semantic" ? "Probability threshold" : task === "classify" ? "Decision threshold" : "Score threshold";
     $("threshold-value").textContent = S.threshold.toFixed(2);
+    $("threshold").closest("label").hidden = task === "classify";
     const box = $("class-toggles");
     box.innerHTML = "";
     const names = (e && e.classNames.length ? e.classNames : (m ? m.classes : []));
@@ -1030,13 +1024,13 @@
     if (task === "classify" && e && e.result && e.result.probabilities) {
       for (const [i, c] of names.entries()) {
         const p = e.result.probabilities[c] || 0;
-        const on = p >= S.threshold;
+        const on = (e.result.predicted || []).includes(c);
         box.append(el("div", { class: "class-toggle", style: "grid-template-columns:14px 1fr auto" },
           el("span", { class: "swatch", style: `background:${classCSS(i + 1)};opacity:${on ? 1 : 0.3}` }),
           el("span", {}, c, el("div", { class: "mini-bar" }, el("div", { style: `width:${Math.round(p * 100)}%;background:${classCSS(i + 1)}` }))),
           el("span", { class: "count" }, p.toFixed(2))));
       }
-      $("shown-count").textContent = `predicted: ${names.filter((c) => (e.result.probabilities[c] || 0) >= S.threshold).join(", ") || "none above the threshold"}`;
+      $("shown-count").textContent = `predicted: ${(e.result.predicted || []).join(", ") || "no class above its threshold"}`;
       return;
     }
     names.forEach((c, i) => {
@@ -1054,7 +1048,9 @@
       sc.innerHTML = `<b data-testid="shown">${shown}</b> of ${e.nObj} detections shown`;
       sc.dataset.shown = shown;
     } else if (e && e.status === "done" && e.task === "semantic") {
-      sc.innerHTML = `<b data-testid="shown">${countVisible(e)}</b> connected objects above the threshold`;
+      const shown = countVisible(e);
+      sc.innerHTML = `<b data-testid="shown">${shown}</b> objects at probability ≥ ${S.threshold.toFixed(2)}`;
+      sc.dataset.shown = shown;
     } else sc.textContent = "";
   }
 
@@ -1111,7 +1107,7 @@
     all.append(dlLink("Table (CSV)", jq && `/api/results/measurements?format=csv&${jq}`, "all images' objects in one table"));
     all.append(dlLink("Report (HTML)", jq && `/api/results/report.html?${jq}`, "summary, plots and overlays in one file"));
     all.append(dlLink("Everything (ZIP)", jq && `/api/results/outputs.zip?${jq}`, "labels, masks, overlays, table, COCO JSON and report"));
-    if (!e || e.task === "instance") all.append(dlLink("COCO (JSON)", jq && `/api/results/predictions.json?${jq}`, "predictions.json as morphoscope predict writes it"));
+    if (!e || e.task !== "classify") all.append(dlLink("COCO (JSON)", jq && `/api/results/predictions.json?${jq}`, "predictions.json as morphoscope predict writes it"));
   }
 
   function renderProgress() {
@@ -1153,11 +1149,8 @@
     const rows = [];
     for (const e of entries) {
       if (!e.objects) continue;
-      if (e.task === "instance") {
+      if (e.task === "instance" || e.task === "semantic") {
         for (let id = 1; id <= e.nObj; id++) if (e.row[id] >= 0 && visibleObject(e, id)) rows.push({ e, id, r: e.objects.rows[e.row[id]] });
-      } else if (e.task === "semantic") {
-        const ci = e.col.class;
-        e.objects.rows.forEach((r, i) => { if (S.classVisible[e.classNames.indexOf(r[ci]) + 1] !== false) rows.push({ e, id: i + 1, r }); });
       } else {
         e.objects.rows.forEach((r, i) => rows.push({ e, id: i + 1, r }));
       }
@@ -1173,7 +1166,7 @@
     return [...first, ...cols.filter((c) => !first.includes(c) && !last.includes(c)), ...last];
   }
   function cellValue(row, col) {
-    if (col === "label" && row.e.task === "instance") return row.e.labelAt[row.id];
+    if (col === "label" && row.e.labelAt) return row.e.labelAt[row.id];
     const i = row.e.col[col];
     return i === undefined ? null : row.r[i];
   }
@@ -1239,7 +1232,7 @@
           trow.append(el("td", { class: "text" }, el("span", { class: "cls-dot", style: `background:${classCSS(k)}` }), String(v)));
         } else trow.append(el("td", { class: typeof v === "number" ? "" : "text" }, fmt(v, c)));
       }
-      if (row.e.task === "instance") {
+      if (row.e.row) {
         trow.addEventListener("click", () => selectObject(row.id, true, row.e));
         trow.addEventListener("mouseenter", () => { if (row.e === current()) { S.hover = row.id; requestDraw(); } });
       }
@@ -1395,7 +1388,7 @@
     const mx = ev.clientX - r.left, my = ev.clientY - r.top;
     let best = null, bd = 64;
     for (const p of scatterPts) { const d = (p.sx - mx) ** 2 + (p.sy - my) ** 2; if (d < bd) { bd = d; best = p; } }
-    if (best && best.row.e.task === "instance") { selectObject(best.row.id, true, best.row.e); renderPlots(); }
+    if (best && best.row.e.row) { selectObject(best.row.id, true, best.row.e); renderPlots(); }
   });
   for (const id of ["hist-col", "scatter-x", "scatter-y"]) $(id).addEventListener("change", renderPlots);
 
@@ -1460,7 +1453,7 @@
   function onDisplayChange() {
     const e = current();
     for (const x of S.images) updateLabelNumbers(x);
-    if (e && S.selected && !(e.task === "instance" && visibleObject(e, S.selected))) { S.selected = 0; hideInspector(); }
+    if (e && S.selected && !(e.row && visibleObject(e, S.selected))) { S.selected = 0; hideInspector(); }
     renderDisplayPanel();
     requestDraw();
     updateTables();
