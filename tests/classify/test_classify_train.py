@@ -129,6 +129,36 @@ def test_run_folder(tiny_run):
     assert isinstance(build_from_config(cfg, 28), ResNetClassifier)
 
 
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """A run stopped after its first epoch and resumed ends with the weights of an uninterrupted run."""
+    import morphoscope.classify.train as ct
+    from morphoscope.training.run import train
+
+    cfg = hpa_config(epochs=2, batch_size=2)
+    cfg["data"]["image_size"] = 32
+    whole = train(cfg, out=tmp_path / "whole", progress=False)
+
+    real_step, calls = ct.train_step, []
+
+    def stop_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ct, "train_step", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(ct, "train_step", real_step)
+    train(cfg, out=tmp_path / "resumed", resume=True, progress=False)
+    a = torch.load(whole / "checkpoint_last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint_last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 1
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert [h["train"]["loss"] for h in a["history"]] == [h["train"]["loss"] for h in b["history"]]
+
+
 def test_predict_writes_classifications_csv(tiny_run, tmp_path):
     from morphoscope.models.registry import load_model
     from morphoscope.prediction.predict import predict
@@ -144,6 +174,16 @@ def test_predict_writes_classifications_csv(tiny_run, tmp_path):
     for row, p in zip(df["labels"], probs):
         expected = [str(k) for k in np.flatnonzero(p >= thr)]
         assert str(row).split() == expected
+    # one array, as the web app gives it: the same numbers; grey stored as RGB is grey
+    from morphoscope.classify.predict import classify_image
+    from morphoscope.io.images import read_image
+
+    img = read_image(files[0])
+    one = classify_image(bundle, img)
+    assert [one["probabilities"][n] for n in bundle.class_names] == pytest.approx(probs[0], abs=1e-5)
+    assert one["labels"] == [bundle.class_names[int(k)] for k in str(df["labels"][0]).split()]
+    rgb = classify_image(bundle, np.stack([img] * 3, axis=-1))
+    assert rgb["probabilities"] == pytest.approx(one["probabilities"])
     info = json.loads((out / "classification_info.json").read_text())
     assert info["thresholds"] == pytest.approx(list(thr))
     from morphoscope.errors import OutputExistsError

@@ -57,37 +57,32 @@ def test_augmentation_keeps_masks_boxes_and_image_aligned(samples_dir):
             assert img[0][fg].mean() > img[0][~fg].mean()
 
 
-def test_resume_continues_identically(tmp_path, samples_dir):
+def test_resume_continues_identically(tmp_path, samples_dir, monkeypatch):
+    """A run interrupted after epoch 0 and resumed ends with bit-identical weights."""
+    import morphoscope.training.engine as engine
+
     cfg = tiny_instance_config(samples_dir, epochs=2, iters=2)
     straight = train(cfg, out=tmp_path / "a", progress=False)
-    cfg1 = tiny_instance_config(samples_dir, epochs=2, iters=2)
-    run_b = tmp_path / "b"
-    # stop after epoch 0 by training a 2-epoch schedule for one epoch: emulate with a KeyboardInterrupt
-    import morphoscope.training.run as run_mod
 
-    real = run_mod.dist.barrier
-    calls = {"n": 0}
+    real = engine.train_one_epoch
 
-    def stop_after_first_epoch():
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        return real()
+    def interrupted(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt  # the user stops the run during epoch 1
+        return real(*args, epoch=epoch, **kwargs)
 
-    run_mod.dist.barrier = stop_after_first_epoch
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg1, out=run_b, progress=False)
-    finally:
-        run_mod.dist.barrier = real
-    ck = torch.load(run_b / "checkpoint_last.pt", weights_only=False)
-    assert ck["epoch"] == 0
-    train(cfg1, out=run_b, resume=True, progress=False)
-    a = torch.load(straight / "checkpoint_last.pt", weights_only=False)["model"]
-    b = torch.load(run_b / "checkpoint_last.pt", weights_only=False)["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=tmp_path / "b", progress=False)
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    assert torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)["epoch"] == 0
+    train(cfg, out=tmp_path / "b", resume=True, progress=False)
+    a = torch.load(straight / "checkpoint_last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 1
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
 
 
 def test_run_folder_is_not_overwritten(tmp_path, samples_dir):

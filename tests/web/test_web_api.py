@@ -93,6 +93,8 @@ def test_models(client, model_path):
     assert client.get(f"/api/models/{card['id']}").json() == card
     r = client.get("/api/models/no-such-model")
     assert r.status_code == 404 and "unknown model" in r.json()["detail"]
+    defs = {d["name"]: d for d in client.get("/api/measurements/definitions").json()}
+    assert "4πA" in defs["circularity"]["formula"] and defs["area"]["kind"] == "area"
 
 
 def test_examples(client, sample_paths):
@@ -255,10 +257,12 @@ def test_job_flow_polling_and_several_jobs(client, predicted, sample_paths):
     csv = client.get(f"/api/results/measurements?format=csv&jobs={both}&threshold=0").text.splitlines()
     images = {line.split(",")[0] for line in csv[1:]}
     assert images <= {predicted["images"][0]["name"], "crop"}
-    z = zipfile.ZipFile(io.BytesIO(client.get(f"/api/results/outputs.zip?jobs={both}&threshold=0.5").content))
+    z = zipfile.ZipFile(io.BytesIO(client.get(f"/api/results/outputs.zip?jobs={both}&threshold=0.5&report=false").content))
     assert any(n.endswith("crop_labels.tif") for n in z.namelist())
-    assert client.get(f"/api/results/report.html?jobs={both}").status_code == 200
+    assert not any(n.endswith("report.html") for n in z.namelist())
     assert client.get(f"/api/results/predictions.json?jobs={both}").status_code == 200
+    report = client.get(f"/api/results/report.html?jobs={predicted['job_id']}")  # kept from the first
+    assert report.status_code == 200 and "<html" in report.text.lower()
     assert client.get("/api/results/measurements?jobs=nope").status_code == 404
     # unknown ids
     assert client.get("/api/jobs/nope").status_code == 404
@@ -427,8 +431,10 @@ def test_semantic_and_classify_outputs(tmp_path, monkeypatch):
                 assert c.get(f"/api/jobs/{job['job_id']}/images/0/masks/1.png").status_code == 409
                 table = c.get(f"/api/jobs/{job['job_id']}/measurements").json()
                 assert table["columns"][:3] == ["image", "class", "probability"]
-            assert c.get(st["downloads"]["report_html"]).status_code == 200
-            assert c.get(st["downloads"]["outputs_zip"]).status_code == 200
+            assert "<html" in c.get(st["downloads"]["report_html"]).text.lower()
+            if task == "classify":
+                names = zipfile.ZipFile(io.BytesIO(c.get(st["downloads"]["outputs_zip"]).content)).namelist()
+                assert any(n.endswith("report.html") for n in names) and any(n.endswith("measurements.csv") for n in names)
     finally:
         m.close()
 

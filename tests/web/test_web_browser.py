@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from web_testdata import SCREENSHOTS, decode_tiff, expected_count, synthetic_scene, tiff_bytes
@@ -141,8 +142,9 @@ def test_drop_an_image_predict_and_download(page, live_url, sample_paths):
     assert lines[0].startswith("image,label,class,score") and len(lines) == n_all + 1
     assert dl.value.suggested_filename.endswith(".csv")
     with page.expect_download() as dl:
-        page.click('#dl-all a:has-text("Everything (ZIP)")')
-    assert dl.value.suggested_filename == "morphoscope-results.zip"
+        page.click('#dl-all a:has-text("COCO (JSON)")')
+    assert dl.value.suggested_filename == "predictions.json"
+    assert "/api/results/outputs.zip?jobs=" in page.get_attribute('#dl-all a:has-text("Everything (ZIP)")', "href")
 
 
 def test_large_image_threshold_classes_zoom_hover_plots(page, live_url, manager):
@@ -289,3 +291,23 @@ def test_bad_files_give_clear_messages_and_the_page_stays_usable(page, live_url)
     assert page.is_visible("#viewer-empty")
     page.click("#help-button")
     assert page.is_visible("#help-dialog")
+
+
+def test_stack_gets_a_slice_selector(page, live_url, sample_paths):
+    from morphoscope.io.images import read_image
+
+    img = read_image(sample_paths[1])
+    stack = np.stack([img[:128, :160], img[128:256, 160:320], img[256:384, 320:480]])
+    page.goto(live_url)
+    page.wait_for_selector(".example img")
+    drop_files(page, [("zstack.tif", tiff_bytes(stack, photometric="minisblack"), "image/tiff")])
+    page.wait_for_selector('.image-item[data-status="done"]', timeout=240_000)
+    assert page.is_visible("#stack-panel")
+    assert page.inner_text("#slice-value") == "2 / 3"  # the middle slice first
+    assert page.evaluate("window.__morphoscope.state.images[0].result.slice") == 1
+    page.eval_on_selector("#slice", "el => { el.value = 2; el.dispatchEvent(new Event('input')); }")
+    page.wait_for_function("""() => { const e = window.__morphoscope.state.images[0];
+        return e.status === 'done' && e.result && e.result.slice === 2; }""", timeout=240_000)
+    assert page.inner_text("#slice-value") == "3 / 3"
+    assert "slice 3/3" in page.inner_text(".image-item .status")
+    page.screenshot(path=str(SCREENSHOTS / "09_stack.png"))

@@ -388,9 +388,10 @@ def read_sample_image(files: list[Path], expected: int | None = None, where: str
             raise InputError(f"{where + ': ' if where else ''}size {p.shape[:2]} differs from "
                              f"{files[0].name} {planes[0].shape[:2]}", path=f)
         planes.append(p[..., 0])
+    if len({p.dtype for p in planes}) > 1:
+        raise InputError(f"{where + ': ' if where else ''}channel files have different bit depths "
+                         f"({', '.join(str(p.dtype) for p in planes)})", path=files[0])
     img = np.stack(planes, axis=-1)
-    if planes[0].dtype != img.dtype:
-        raise InputError(f"{where}: channel files have different bit depths", path=files[0])
     return fit_channels(img, expected, files[0], where)
 
 

@@ -67,9 +67,15 @@ def predict_probabilities(bundle, images, *, batch_size: int = 8) -> np.ndarray:
 
 
 def classify_image(bundle, image: np.ndarray) -> dict:
-    """One image -> ``{class name: probability}`` and the predicted class names (web app/API)."""
+    """One image (native dtype; ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)``) ->
+    ``{"probabilities": {class name: probability}, "labels": [predicted class names]}`` (web app,
+    API). Grey stored as RGB is accepted by a grey model; other channel mismatches raise
+    :class:`InputError`."""
+    from morphoscope.classify.data import _channels_last, fit_channels
+
     st = model_settings(bundle)
-    probs = predict_probabilities(bundle, [image[..., None] if image.ndim == 2 else image])[0]
+    img = fit_channels(_channels_last(np.asarray(image), None), st["in_channels"], None)
+    probs = predict_probabilities(bundle, [img])[0]
     pred = decide(probs[None], st["thresholds"], multi_label=st["multi_label"])[0]
     return {"probabilities": {n: float(p) for n, p in zip(bundle.class_names, probs)},
             "labels": [n for n, d in zip(bundle.class_names, pred) if d]}

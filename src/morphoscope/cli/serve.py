@@ -79,7 +79,9 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), device: str =
     check_port_free(host, port)
     manager = JobManager(config)  # reads the model cards: a bad --model fails here, before listening
     loopback = host in LOOPBACK
-    app = create_app(config, manager=manager,
+    # the app's shutdown deletes the temporary folder: uvicorn re-raises SIGTERM after it, which
+    # ends the process before a `finally` here would run
+    app = create_app(config, manager=manager, close_manager=True,
                      trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"

@@ -78,7 +78,7 @@ def compare(models, gt, *, out=None, names=None, score_threshold: float = 0.5, n
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         check_writable([out_dir / f for f in OUTPUT_FILES], overwrite=overwrite)
-    labels = _model_names([m.path if isinstance(m, ModelBundle) else m for m in models], names)
+    labels = _model_names([(m.path or m.name) if isinstance(m, ModelBundle) else m for m in models], names)
     bundles = []
     for m, label in zip(models, labels):
         b = m if isinstance(m, ModelBundle) else load_model(m, device=device)

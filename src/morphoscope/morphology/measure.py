@@ -164,7 +164,7 @@ def _shape_from_seq(seq: np.ndarray, ids: np.ndarray, props: list[str]) -> dict[
                bbox_row_max=m["row_max"], bbox_col_max=m["col_max"])
     area = m["area"]
     per = _shape.perimeter(seq, n) if "perimeter" in needs else None
-    ax = _shape.inertia_axes(m["mu20"], m["mu02"], m["mu11"], area)
+    ax = _shape.inertia_axes(m)
     hull_rows = ac = None
     if "hull" in needs:
         hull_rows = _shape.convex_hull_rows(runs, m["row_min"], m["row_max"])

@@ -152,72 +152,103 @@ def area_bbox_moments(runs: Runs) -> dict[str, np.ndarray]:
     """Area, bounding box, centroid and second central moments of every object.
 
     Returns ``area``, ``row_min``, ``row_max`` (exclusive), ``col_min``, ``col_max``
-    (exclusive), ``centroid_row``, ``centroid_col`` (image coordinates) and ``mu20``, ``mu02``,
+    (exclusive), ``centroid_row``, ``centroid_col`` (image coordinates), ``mu20``, ``mu02``,
     ``mu11`` (central moments: sums over the object's pixels of (r - r̄)², (c - c̄)²,
-    (r - r̄)(c - c̄)).
+    (r - r̄)(c - c̄)), and the same moments times the area as exact integers, ``n20 = A Σr² -
+    (Σr)²`` etc. (int64), where ``exact`` is true (all but huge objects).
     """
     n = runs.n
     if n == 0:
         ints, floats = np.zeros(0, np.int64), np.zeros(0)
         return {"area": floats, "row_min": ints, "row_max": ints, "col_min": ints,
                 "col_max": ints, "centroid_row": floats, "centroid_col": floats,
-                "mu20": floats, "mu02": floats, "mu11": floats}
+                "mu20": floats, "mu02": floats, "mu11": floats, "n20": ints, "n02": ints,
+                "n11": ints, "exact": np.zeros(0, bool)}
     idx = runs.lab - 1
-    k = (runs.c1 - runs.c0 + 1).astype(np.float64)
+    k = runs.c1 - runs.c0 + 1
     area = np.bincount(idx, weights=k, minlength=n)
     g = _group_starts(runs.rows_lab, n)
     row_min = runs.rows_row[g]
     row_max = runs.rows_row[np.r_[g[1:], len(runs.rows_row)] - 1] + 1
     col_min = np.minimum.reduceat(runs.rows_left, g)
     col_max = np.maximum.reduceat(runs.rows_right, g) + 1
-    # local coordinates (relative to the bounding box), as regionprops uses on its crop
-    r = (runs.row - row_min[idx]).astype(np.float64)
-    a = (runs.c0 - col_min[idx]).astype(np.float64)
-    # sums over a run of columns a..a+k-1: S1 = k a + k(k-1)/2
-    s1 = k * a + k * (k - 1) / 2
+    # local coordinates (relative to the bounding box), as regionprops uses on its crop; the
+    # sums of a run of columns a..a+k-1 have closed forms (integers)
+    r = runs.row - row_min[idx]
+    a = runs.c0 - col_min[idx]
+    s_c = k * a + k * (k - 1) // 2
+    s_cc = k * a * a + a * k * (k - 1) + (k - 1) * k * (2 * k - 1) // 6
+    # bincount adds in float64: exact while the totals stay below 2**53
     sum_r = np.bincount(idx, weights=k * r, minlength=n)
-    sum_c = np.bincount(idx, weights=s1, minlength=n)
+    sum_c = np.bincount(idx, weights=s_c, minlength=n)
+    sum_rr = np.bincount(idx, weights=k * r * r, minlength=n)
+    sum_cc = np.bincount(idx, weights=s_cc, minlength=n)
+    sum_rc = np.bincount(idx, weights=r * s_c, minlength=n)
     cr = sum_r / area
     cc = sum_c / area
-    # central sums with the centroid subtracted first (as regionprops does), per run:
-    # d = a - cc: sum_j (d + j)^2 = k d^2 + d k(k-1) + (k-1)k(2k-1)/6
-    dr = r - cr[idx]
-    d = a - cc[idx]
-    sum_j = k * (k - 1) / 2
-    sum_j2 = (k - 1) * k * (2 * k - 1) / 6
-    mu20 = np.bincount(idx, weights=k * dr * dr, minlength=n)
-    mu02 = np.bincount(idx, weights=k * d * d + 2 * d * sum_j + sum_j2, minlength=n)
-    mu11 = np.bincount(idx, weights=dr * (k * d + sum_j), minlength=n)
+    # exact integer moments where nothing can overflow (A * Σr² < 2**62)
+    top = np.maximum(sum_rr, sum_cc)
+    exact = (top < 2.0**52) & (area * top < 2.0**61)
+    ai = np.where(exact, area, 0).astype(np.int64)
+
+    def scaled(s2, s_x, s_y):
+        return ai * np.where(exact, s2, 0).astype(np.int64) - (
+            np.where(exact, s_x, 0).astype(np.int64) * np.where(exact, s_y, 0).astype(np.int64))
+
+    n20, n02, n11 = scaled(sum_rr, sum_r, sum_r), scaled(sum_cc, sum_c, sum_c), \
+        scaled(sum_rc, sum_r, sum_c)
+    # float central moments, centroid subtracted first (for huge objects, and as a check)
+    kf, rf, af = k.astype(np.float64), r.astype(np.float64), a.astype(np.float64)
+    dr = rf - cr[idx]
+    d = af - cc[idx]
+    sum_j = kf * (kf - 1) / 2
+    sum_j2 = (kf - 1) * kf * (2 * kf - 1) / 6
+    mu20 = np.bincount(idx, weights=kf * dr * dr, minlength=n)
+    mu02 = np.bincount(idx, weights=kf * d * d + 2 * d * sum_j + sum_j2, minlength=n)
+    mu11 = np.bincount(idx, weights=dr * (kf * d + sum_j), minlength=n)
     return {
         "area": area, "row_min": row_min, "row_max": row_max, "col_min": col_min,
         "col_max": col_max, "centroid_row": cr + row_min, "centroid_col": cc + col_min,
-        "mu20": mu20, "mu02": mu02, "mu11": mu11,
+        "mu20": mu20, "mu02": mu02, "mu11": mu11, "n20": n20, "n02": n02, "n11": n11,
+        "exact": exact,
     }
 
 
-def inertia_axes(mu20, mu02, mu11, area) -> dict[str, np.ndarray]:
-    """Eigenvalues of regionprops' inertia tensor ``[[mu02, -mu11], [-mu11, mu20]] / area`` and
-    the quantities regionprops derives from them.
-
-    ``axis_major_length = 4 sqrt(l1)``, ``axis_minor_length = 4 sqrt(l2)``,
+def inertia_axes(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Eigenvalues l1 >= l2 of regionprops' inertia tensor ``[[mu02, -mu11], [-mu11, mu20]] /
+    area`` of every object (``m`` from :func:`area_bbox_moments`) and the quantities regionprops
+    derives from them: ``axis_major_length = 4 sqrt(l1)``, ``axis_minor_length = 4 sqrt(l2)``,
     ``eccentricity = sqrt(1 - l2 / l1)`` (0 when l1 = 0), ``orientation`` =
-    ``0.5 atan2(2 mu11, mu20 - mu02)`` in radians (``-pi/4`` or ``pi/4`` when
-    mu20 = mu02, by the sign of mu11, as regionprops).
+    ``0.5 atan2(2 mu11, mu20 - mu02)`` in radians (``pi/4`` or ``-pi/4`` when mu20 = mu02, by
+    the sign of mu11, as regionprops).
+
+    The tensor comes from the exact integer moments where available, and the singular cases are
+    decided exactly: a tensor with mu20 = mu02 and mu11 = 0 (isotropic) has l1 = l2 exactly
+    (eccentricity 0), a singular one (mu20 mu02 = mu11², a straight line of pixels) has l2 = 0
+    exactly (eccentricity 1, minor axis 0).
     """
+    area = m["area"]
+    exact = m["exact"]
+    n20, n02, n11 = m["n20"], m["n02"], m["n11"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        a = mu02 / area
-        c = mu20 / area
-        b = -mu11 / area
+        a2 = area * area
+        a = np.where(exact, n02 / a2, m["mu02"] / area)
+        c = np.where(exact, n20 / a2, m["mu20"] / area)
+        b = -np.where(exact, n11 / a2, m["mu11"] / area)  # -0.0 for 0, as regionprops
+        diff = np.where(exact, (n20 - n02) / a2, c - a)  # c - a, from exact integers
         half_sum = (a + c) / 2
-        root = np.hypot((a - c) / 2, b)
+        root = np.hypot(diff / 2, b)
         l1 = half_sum + root
         # the small eigenvalue from the determinant avoids cancellation for elongated shapes
         det = a * c - b * b
         l2 = np.where(l1 > 0, det / np.where(l1 > 0, l1, 1), 0.0)
+        isotropic = exact & (n20 == n02) & (n11 == 0)
+        l2 = np.where(isotropic, l1, l2)
+        l2 = np.where(_singular(m), 0.0, l2)
         l1 = np.clip(l1, 0, None)
-        l2 = np.clip(l2, 0, None)
-        ecc = np.where(l1 == 0, 0.0, np.sqrt(np.clip(1 - l2 / np.where(l1 == 0, 1, l1), 0, 1)))
-        diff = c - a
+        l2 = np.clip(l2, 0, l1)
+        ratio = l2 / np.where(l1 == 0, 1, l1)
+        ecc = np.where(l1 == 0, 0.0, np.sqrt(np.clip(1 - ratio, 0, 1)))
         orient = np.where(diff == 0, np.where(b < 0, np.pi / 4, -np.pi / 4),
                           0.5 * np.arctan2(-2 * b, diff))
     return {
@@ -225,6 +256,18 @@ def inertia_axes(mu20, mu02, mu11, area) -> dict[str, np.ndarray]:
         "axis_major_length": 4 * np.sqrt(l1), "axis_minor_length": 4 * np.sqrt(l2),
         "eccentricity": ecc, "orientation": orient,
     }
+
+
+def _singular(m) -> np.ndarray:
+    """Objects whose (exact integer) inertia tensor is singular: n20 n02 == n11² (lines)."""
+    exact, n20, n02, n11 = m["exact"], m["n20"], m["n02"], m["n11"]
+    f20, f02, f11 = n20.astype(float), n02.astype(float), n11.astype(float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = exact & (np.abs(f20 * f02 - f11 * f11) <= 1e-9 * np.abs(f20 * f02) + 0.5)
+    out = np.zeros(len(exact), bool)
+    for i in np.flatnonzero(near):  # few objects: decide them in Python integers
+        out[i] = int(n20[i]) * int(n02[i]) == int(n11[i]) ** 2
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -198,16 +198,18 @@ class UploadLimitMiddleware:
 
 
 def create_app(config: ServerConfig | None = None, *, manager: JobManager | None = None,
-               trusted_hosts: list[str] | None = None) -> FastAPI:
+               trusted_hosts: list[str] | None = None, close_manager: bool | None = None) -> FastAPI:
     """The FastAPI application; ``manager`` (default: a new one from ``config``) holds the state.
 
     ``trusted_hosts`` restricts the Host header (``morphoscope serve`` sets it to the loopback
     names when it listens on 127.0.0.1, which stops DNS-rebinding pages from reaching the API).
+    ``close_manager`` (default: when the manager is made here) stops the workers and deletes the
+    temporary folder when the application shuts down.
     """
     from contextlib import asynccontextmanager
 
     config = config or (manager.config if manager else ServerConfig())
-    owns_manager = manager is None
+    owns_manager = manager is None if close_manager is None else close_manager
     manager = manager or JobManager(config)
 
     @asynccontextmanager
@@ -557,9 +559,10 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
         text = exports.report_html(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size)
         return HTMLResponse(text, headers=_attachment("report.html"))
 
-    def _zip(job_ids, threshold, pixel_size):
+    def _zip(job_ids, threshold, pixel_size, report):
         jobs_, items = _items(job_ids)
-        data = exports.outputs_zip(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size)
+        data = exports.outputs_zip(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size,
+                                   report=report)
         return Response(data, media_type="application/zip", headers=_attachment("morphoscope-results.zip"))
 
     def _coco(job_ids, threshold):
@@ -570,6 +573,7 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
     FMT = Query("json", description="json (columns and rows) or csv")
     PXS = Query(None, gt=0, description="µm per pixel (default: the job's)")
     JOBS = Query(description="comma-separated job ids (of models with the same task and classes)")
+    REPORT = Query(True, description="include report.html (it takes the longest to make)")
 
     @app.get("/api/jobs/{job_id}/measurements", response_model=TableDoc, tags=["measurements"],
              summary="Measurements of all of a job's images", responses={200: {"content": {"text/csv": {}}}, **ERRORS})
@@ -591,10 +595,11 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
 
     @app.get("/api/jobs/{job_id}/outputs.zip", tags=["outputs"], response_class=Response,
              summary="All outputs in one ZIP", responses={200: {"content": {"application/zip": {}}}, **ERRORS})
-    def job_zip(job_id: str = JOB, threshold: float | None = THR, pixel_size: float | None = PXS):
+    def job_zip(job_id: str = JOB, threshold: float | None = THR, pixel_size: float | None = PXS,
+                report: bool = REPORT):
         """The files of `morphoscope predict --measure` (labels, masks, overlays, predictions.json,
         measurements.csv) and report.html."""
-        return _zip([job_id], threshold, pixel_size)
+        return _zip([job_id], threshold, pixel_size, report)
 
     @app.get("/api/results/measurements", response_model=TableDoc, tags=["measurements"],
              summary="Measurements of several jobs together", responses={200: {"content": {"text/csv": {}}}, **ERRORS})
@@ -615,8 +620,9 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
     @app.get("/api/results/outputs.zip", tags=["outputs"], response_class=Response,
              summary="All outputs of several jobs in one ZIP",
              responses={200: {"content": {"application/zip": {}}}, **ERRORS})
-    def results_zip(jobs: str = JOBS, threshold: float | None = THR, pixel_size: float | None = PXS):
-        return _zip(_job_ids(jobs), threshold, pixel_size)
+    def results_zip(jobs: str = JOBS, threshold: float | None = THR, pixel_size: float | None = PXS,
+                    report: bool = REPORT):
+        return _zip(_job_ids(jobs), threshold, pixel_size, report)
 
     return app
 

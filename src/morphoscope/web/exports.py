@@ -10,6 +10,7 @@ import io
 import json
 import math
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,11 +213,13 @@ def write_outputs(items: list[Item], out: Path, threshold: float, plane_loader=N
     return out
 
 
-def outputs_zip(items: list[Item], threshold: float, plane_loader=None, pixel_size=None) -> bytes:
+def outputs_zip(items: list[Item], threshold: float, plane_loader=None, pixel_size=None, *,
+                report: bool = True) -> bytes:
     with tempfile.TemporaryDirectory(prefix="morphoscope-export-") as tmp:
         out = write_outputs(items, Path(tmp) / "predictions", threshold, plane_loader, pixel_size)
-        (out / "report.html").write_text(report_html(items, threshold, plane_loader, pixel_size, pred_dir=out),
-                                         encoding="utf-8")
+        if report:
+            (out / "report.html").write_text(report_html(items, threshold, plane_loader, pixel_size, pred_dir=out),
+                                             encoding="utf-8")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for p in sorted(out.iterdir()):
@@ -242,10 +245,27 @@ def package_report(pred_dir: Path, table=None, title: str | None = None) -> str 
     return build(pred_dir, **kwargs)
 
 
+_REPORTS: dict = {}  # (job ids, threshold, pixel size) -> HTML; finished jobs never change
+_REPORTS_LOCK = threading.Lock()
+
+
 def report_html(items: list[Item], threshold: float, plane_loader=None, pixel_size=None,
                 pred_dir: Path | None = None) -> str:
-    """A self-contained HTML report: the package's report (``morphoscope report``) for instance
-    models, else (or if it fails) a summary made here."""
+    """A self-contained HTML report: the package's report (``morphoscope report``) for
+    segmentation models, else (or if it fails) a summary made here. The last few are kept."""
+    key = (tuple(dict.fromkeys(it.job.id for it in items)), float(threshold), pixel_size)
+    with _REPORTS_LOCK:
+        if key in _REPORTS:
+            return _REPORTS[key]
+    text = _report_html(items, threshold, plane_loader, pixel_size, pred_dir)
+    with _REPORTS_LOCK:
+        _REPORTS[key] = text
+        while len(_REPORTS) > 6:
+            _REPORTS.pop(next(iter(_REPORTS)))
+    return text
+
+
+def _report_html(items, threshold, plane_loader, pixel_size, pred_dir) -> str:
     import logging
 
     job = items[0].job

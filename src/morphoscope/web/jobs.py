@@ -360,16 +360,20 @@ class ImageResult:
     seconds: float = 0.0
     file_name: str = ""  # the uploaded file's name
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _plane: np.ndarray | None = field(default=None, repr=False)
 
     def _cached(self, key, make, keep: int = 12):
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        """``make()`` once per key (requests are served by several threads)."""
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         value = make()
-        self._cache[key] = value
-        while len(self._cache) > keep:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = value
+            while len(self._cache) > keep:
+                self._cache.popitem(last=False)
         return value
 
     # ---- thresholded arrays --------------------------------------------------------------

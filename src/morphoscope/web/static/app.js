@@ -1554,7 +1554,7 @@
       b.addEventListener("click", () => {
         S.scope = b.dataset.scope;
         for (const x of $("scope-group").querySelectorAll("button")) x.classList.toggle("on", x === b);
-        renderTable(); renderPlots(); renderSummary();
+        renderTable(); renderPlots(); renderSummary(); updateTabCount();
       });
     }
     $("zoom-in").addEventListener("click", () => zoomAt(1.5, viewer.clientWidth / 2, viewer.clientHeight / 2));
