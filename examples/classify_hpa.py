@@ -42,7 +42,7 @@ def main() -> None:
     pred = predict(files, run / "val_predictions", model=bundle, overwrite=True)
     print(f"probabilities and labels: {pred / 'classifications.csv'}")
     # NB: the thresholds were tuned on these same images, so these numbers are optimistic
-    result = evaluate_classifications(pred, run / "val.csv", channels=["green"])
+    result = evaluate_classifications(pred, run / "val.csv")
     print(format_metrics(result, title="validation images, thresholds tuned on them"))
 
 

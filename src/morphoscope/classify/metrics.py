@@ -183,8 +183,9 @@ def read_classifications_csv(path) -> tuple[list[str], list[str], np.ndarray, np
 
 def evaluate_classifications(pred, gt, *, channels=None, images=None) -> dict:
     """Score a ``classifications.csv`` (or its folder) against a labelled dataset ``gt`` (CSV
-    or class folders, :func:`~morphoscope.classify.data.load_classification_dataset`). Rows are
-    paired by image name; every GT image needs a row. Returns :func:`classification_metrics`
+    or class folders, :func:`~morphoscope.classify.data.load_classification_dataset`; per-channel
+    file names from ``channels`` or the model's, recorded in ``classification_info.json``). Rows
+    are paired by image name; every GT image needs a row. Returns :func:`classification_metrics`
     plus ``"gt"`` and ``"pred"``."""
     from pathlib import Path
 
@@ -192,6 +193,14 @@ def evaluate_classifications(pred, gt, *, channels=None, images=None) -> dict:
     from morphoscope.errors import InputError
 
     names, class_names, probs, decisions = read_classifications_csv(pred)
+    info_path = Path(pred) / INFO_JSON if Path(pred).is_dir() else Path(pred).with_name(INFO_JSON)
+    info = {}
+    if info_path.is_file():
+        import json
+
+        info = json.loads(info_path.read_text())
+    if channels is None:
+        channels = info.get("channels")
     ds = load_classification_dataset(gt, class_names=class_names, channels=channels, images=images)
     row = {n: i for i, n in enumerate(names)}
     order, missing = [], []
@@ -204,11 +213,8 @@ def evaluate_classifications(pred, gt, *, channels=None, images=None) -> dict:
     if missing:
         raise InputError(f"{len(missing)} GT image(s) have no row in the predictions: "
                          f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""), path=pred)
-    info = Path(pred) / INFO_JSON if Path(pred).is_dir() else Path(pred).with_name(INFO_JSON)
-    if info.is_file():
-        import json
-
-        multi = bool(json.loads(info.read_text()).get("multi_label", True))
+    if "multi_label" in info:
+        multi = bool(info["multi_label"])
     else:  # single-label rows have one label each and probabilities summing to 1
         multi = bool((decisions.sum(1) != 1).any()) or not np.allclose(probs.sum(1), 1.0, atol=1e-3)
     out = classification_metrics(ds.label_matrix(), probs[order], y_pred=decisions[order],

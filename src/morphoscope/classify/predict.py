@@ -116,6 +116,7 @@ def write_classifications(out: Path, names, files, probs: np.ndarray, bundle, *,
         pd.DataFrame(cols).to_csv(fh, index=False)
     info = {"model": bundle.name, "model_path": str(bundle.path) if bundle.path else None,
             "task": "classify", "multi_label": st["multi_label"], "class_names": bundle.class_names,
+            "channels": st["channels"],
             "thresholds": st["thresholds"], "images": len(cols["image"]), "device": str(bundle.device),
             "model_metrics": bundle.metrics, "morphoscope": __version__}
     with atomic_write(out / INFO_JSON, overwrite=overwrite, mode="w") as fh:

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -271,8 +272,6 @@ def train(cfg: ClassifyConfig, *, out=None, resume: bool = False, overwrite: boo
 
             bar = tqdm(total=len(loader), desc=f"epoch {epoch}{' (head)' if frozen else ''}", unit="it",
                        dynamic_ncols=True, mininterval=2)
-        import time
-
         t0, total, n = time.time(), 0.0, 0
         for it, batch in enumerate(loader):
             loss = train_step(model, batch, criterion, opt, device=device, scaler=scaler,

@@ -34,6 +34,15 @@ def register(app: typer.Typer) -> None:
 
         if json_out is not None:
             check_writable([json_out], overwrite=overwrite)  # fail before the work, not after
+        if (pred / "classifications.csv").is_file():  # a classification model's predictions
+            from morphoscope.classify.metrics import evaluate_classifications, format_metrics
+
+            result = evaluate_classifications(pred, gt)
+            typer.echo(format_metrics(result))
+            if json_out is not None:
+                with atomic_write(json_out, overwrite=overwrite, mode="w") as fh:
+                    json.dump(result, fh, indent=2)
+            return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = evaluate(pred, gt, max_detections=max_detections)

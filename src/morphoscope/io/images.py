@@ -62,7 +62,8 @@ def read_image(path: str | Path, *, page: int | None = None) -> np.ndarray:
     except Exception as exc:  # every decoder error becomes one readable line
         raise InputError(f"cannot read image ({type(exc).__name__}: {exc})", path=path) from exc
     if arr.size == 0:
-        raise InputError("image is empty (0 pixels)", path=path)
+        what = "not a valid TIFF (no image data could be decoded)" if suffix in TIFF_SUFFIXES else "image is empty (0 pixels)"
+        raise InputError(what, path=path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     return np.ascontiguousarray(arr)
