@@ -214,7 +214,9 @@ def _summary_section(table: pd.DataFrame) -> str:
             name = " / ".join(str(rec[b]) for b in by)
             row = {"": name, "objects": rec["count"]}
             for d in dens:
-                row[d.replace("_", " ")] = rec[d]
+                label = {"density_per_mm2": "objects per mm²",
+                         "density_per_mpx": "objects per megapixel"}.get(d, d)
+                row[label] = rec[d]
             for c in cols:
                 m, s, med = rec[f"{c}_mean"], rec[f"{c}_sd"], rec[f"{c}_median"]
                 row[c] = (f"{_fmt(m)} ± {_fmt(s)} (median {_fmt(med)})"
