@@ -32,7 +32,7 @@ from morphoscope.config import config_to_dict
 from morphoscope.errors import ConfigError, InputError
 from morphoscope.io.atomic import atomic_write
 from morphoscope.training import distributed as dist
-from morphoscope.training.engine import NonFiniteLossError, warmup_cosine
+from morphoscope.training.engine import check_finite, optimizer_step, warmup_cosine
 
 
 def phase_schedule(t, iters: int):
@@ -127,23 +127,9 @@ def train_step(model, batch, criterion, optimizer, *, device, scaler=None, grad_
     with torch.autocast(device_type=device.type, enabled=scaler is not None):
         loss = criterion(model(x).float(), y)
     value = float(dist.reduce_dict({"loss": loss.detach()})["loss"])
-    if not math.isfinite(value):
-        raise NonFiniteLossError(f"loss became {value}{' at ' + where if where else ''}; lower train.lr "
-                                 "or check the images (NaN/Inf pixels?)")
-    optimizer.zero_grad(set_to_none=True)
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+    check_finite(value, {"loss": value}, where=where or "a training step",
+                 hint="lower train.lr or check the images (NaN/Inf pixels?)")
+    optimizer_step(loss, optimizer, scaler=scaler, grad_clip=grad_clip)
     return value
 
 

@@ -16,7 +16,7 @@ import torch
 
 from morphoscope.config import config_to_dict
 from morphoscope.training import distributed as dist
-from morphoscope.training.engine import NonFiniteLossError, warmup_cosine
+from morphoscope.training.engine import check_finite, optimizer_step, warmup_cosine
 
 
 def load_split(path, cfg, *, fraction: float = 1.0, seed: int = 0, limit: int | None = None):
@@ -230,24 +230,9 @@ def _train_epoch(model, opt, sched, loader, device, cfg, *, epoch, scaler, write
         loss = sum(terms.values())
         reduced = dist.reduce_dict({k: v.detach() for k, v in terms.items()})
         total = float(sum(reduced.values()))
-        if not math.isfinite(total):
-            raise NonFiniteLossError(
-                f"loss became {total} at epoch {epoch}, iteration {n} "
-                f"({', '.join(f'{k}={float(v):.3g}' for k, v in reduced.items())}); "
-                "lower train.lr, raise train.warmup_iters, or check the labels")
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+        check_finite(total, reduced, where=f"epoch {epoch}, iteration {n}",
+                     hint="lower train.lr, raise train.warmup_iters, or check the labels")
+        optimizer_step(loss, opt, scaler=scaler, grad_clip=grad_clip)
         sched.step()
         n += 1
         for k, v in reduced.items():

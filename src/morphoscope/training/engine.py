@@ -30,6 +30,32 @@ def warmup_cosine(total_iters: int, warmup_iters: int, min_ratio: float):
     return factor
 
 
+def optimizer_step(loss, optimizer, *, scaler=None, grad_clip: float | None = None) -> None:
+    """Backward pass and update, shared by every task: AMP loss scaling when ``scaler`` is given,
+    gradient-norm clipping over the optimizer's parameters when ``grad_clip`` is set."""
+    optimizer.zero_grad(set_to_none=True)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+
+
+def check_finite(total: float, terms: dict, *, where: str, hint: str) -> None:
+    """Stop with the loss terms and what to change when the loss is NaN or infinite."""
+    if not math.isfinite(total):
+        detail = ", ".join(f"{k}={float(v):.3g}" for k, v in terms.items())
+        raise NonFiniteLossError(f"loss became {total} at {where} ({detail}); {hint}")
+
+
 def train_one_epoch(model, optimizer, scheduler, loader, device, *, epoch: int, scaler=None,
                     grad_clip: float | None = None, log=None, progress: bool = True) -> dict:
     """Train over ``loader`` once; returns the mean of each loss term. ``log(step, losses)`` is
@@ -51,24 +77,9 @@ def train_one_epoch(model, optimizer, scheduler, loader, device, *, epoch: int, 
             loss = sum(loss_dict.values())
         reduced = dist.reduce_dict({k: v.detach() for k, v in loss_dict.items()})
         total = float(sum(reduced.values()))
-        if not math.isfinite(total):
-            raise NonFiniteLossError(
-                f"loss became {total} at epoch {epoch}, iteration {n} "
-                f"({', '.join(f'{k}={float(v):.3g}' for k, v in reduced.items())}); "
-                "lower train.lr, raise train.warmup_iters, or check the annotations")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        check_finite(total, reduced, where=f"epoch {epoch}, iteration {n}",
+                     hint="lower train.lr, raise train.warmup_iters, or check the annotations")
+        optimizer_step(loss, optimizer, scaler=scaler, grad_clip=grad_clip)
         scheduler.step()
         n += 1
         for k, v in reduced.items():
