@@ -53,7 +53,7 @@ def test_augmentation_keeps_masks_boxes_and_image_aligned(samples_dir):
             assert b.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
         if len(t["masks"]):
             # nuclei are bright: mean intensity inside masks above the background's
-            fg = t["masks"].any(0)
+            fg = t["masks"].bool().any(0)
             assert img[0][fg].mean() > img[0][~fg].mean()
 
 
