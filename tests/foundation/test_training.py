@@ -142,3 +142,25 @@ def test_same_engine_runs_under_torchrun(tmp_path, samples_dir):
     assert r.stdout.count("run folder:") == 1
     ck = torch.load(tmp_path / "ddp" / "checkpoint_last.pt", weights_only=False)
     assert ck["epoch"] == 0 and ck["config"]["train"]["iters_per_epoch"] == 1
+
+
+def test_offline_weights_file_loads_backbone_and_bad_files_are_named(tmp_path):
+    """`weights: FILE` (or `train --weights FILE`): a torchvision ResNet state dict goes into the
+    Mask R-CNN backbone; an unreadable file is a clear error, not a torch traceback."""
+    import torchvision
+
+    from morphoscope.config import MaskRCNNModelConfig
+    from morphoscope.models.maskrcnn import build_maskrcnn
+
+    torch.manual_seed(1)
+    resnet = torchvision.models.resnet18()
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+    cfg = MaskRCNNModelConfig(fpn_channels=16, box_head_size=32, mask_head_layers=[16],
+                              weights=tmp_path / "resnet18.pth")
+    model = build_maskrcnn(cfg, 1)
+    assert torch.equal(model.backbone.body.layer4[1].conv2.weight, resnet.layer4[1].conv2.weight)
+    (tmp_path / "broken.pth").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="broken.pth.*cannot read weights file"):
+        build_maskrcnn(cfg.model_copy(update={"weights": tmp_path / "broken.pth"}), 1)
+    with pytest.raises(ConfigError, match="weights file not found"):
+        build_maskrcnn(cfg.model_copy(update={"weights": tmp_path / "none.pth"}), 1)

@@ -8,7 +8,6 @@ all scaled by 3 / channels to keep the activation scale.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -95,6 +94,8 @@ def build_model(cfg, num_classes: int) -> ResNetClassifier:
     m = cfg.model
     state = None
     if m.weights is not None:
+        from morphoscope.models.registry import read_weights_file
+
         state = read_weights_file(m.weights)
     elif m.pretrained == "imagenet":
         from torchvision.models import get_model_weights
@@ -112,21 +113,6 @@ def build_model(cfg, num_classes: int) -> ResNetClassifier:
             raise ConfigError("no tensor of the weights matches the model's backbone",
                               path=m.weights)
     return model
-
-
-def read_weights_file(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("weights file not found", path=path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ConfigError(f"cannot read weights file ({type(exc).__name__}: {exc})", path=path) from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a morphoscope checkpoint
-    if not isinstance(state, dict):
-        raise ConfigError("weights file holds no state dict", path=path)
-    return state
 
 
 def load_backbone_state(model: ResNetClassifier, state: dict) -> int:

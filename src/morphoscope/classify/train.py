@@ -158,16 +158,11 @@ def train(cfg: ClassifyConfig, *, out=None, resume: bool = False, overwrite: boo
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
-    from morphoscope.models.registry import pick_device, save_checkpoint
-    from morphoscope.training.run import prepare_run_dir, seed_everything
+    from morphoscope.models.registry import save_checkpoint
+    from morphoscope.training.run import prepare_run_dir, seed_everything, setup_process
 
-    rank, world, local = dist.init()
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = pick_device(t.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local)
+    rank, world, local, device = setup_process(t)
 
     ds, tr_idx, val_idx, val_ds = datasets_from_config(cfg)
     val_src = val_ds if val_ds is not None else ds

@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import torch
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -127,17 +126,10 @@ def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=Non
 def load_weights_file(model: MaskRCNN, path: Path) -> None:
     """Load a local weights file into ``model``: a whole-model state dict (a morphoscope checkpoint
     or torchvision's file) or a plain ResNet backbone state dict (ImageNet weights)."""
+    from morphoscope.models.registry import read_weights_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("weights file not found", path=path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ConfigError(f"cannot read weights file ({exc})", path=path) from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ConfigError("weights file holds no state dict", path=path)
+    state = read_weights_file(path)
     if any(k.startswith("backbone.") for k in state):
         _load_partial(model, state, source=str(path))
     else:  # a classification ResNet: its layers live under backbone.body in Mask R-CNN

@@ -97,6 +97,23 @@ def build_from_checkpoint(ckpt: dict, *, name: str = "model", path: Path | None 
                        extra=ckpt.get("extra", {}))
 
 
+def read_weights_file(path: Path) -> dict:
+    """A local weights file -> state dict: a plain ``state_dict`` (e.g. torchvision's ImageNet
+    file) or a morphoscope checkpoint (its ``model``). Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("weights file not found", path=path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ConfigError(f"cannot read weights file ({type(exc).__name__}: {exc})", path=path) from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a morphoscope checkpoint
+    if not isinstance(state, dict):
+        raise ConfigError("weights file holds no state dict", path=path)
+    return state
+
+
 def load_model(name_or_path: str | Path | None = None, *, device: str | torch.device = "cpu") -> ModelBundle:
     """Load a shipped model by name (default ``nuclei``), a checkpoint file or a run folder."""
     device = pick_device(device)

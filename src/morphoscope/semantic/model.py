@@ -40,12 +40,9 @@ def build_model(model_cfg, num_classes: int, *, load_weights: bool = True) -> to
 
 
 def _load_weights(net, path) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ConfigError(f"cannot read model.weights ({type(exc).__name__}: {exc})", path=path) from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    from morphoscope.models.registry import read_weights_file
+
+    state = read_weights_file(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     full = net.state_dict()
     if any(k.startswith("encoder.") for k in state):

@@ -207,13 +207,9 @@ def predict(paths, out: str | Path, *, bundle, overwrite: bool = False, measure:
     write_predictions_json(out / "predictions.json", images_meta, anns, bundle.class_names, info,
                            overwrite=overwrite)
     if measure:
-        import pandas as pd
+        from morphoscope.morphology import concat_tables, write_table
 
-        from morphoscope.io.atomic import atomic_write
-
-        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        with atomic_write(out / "measurements.csv", overwrite=overwrite, mode="w") as fh:
-            table.to_csv(fh, index=False)
+        write_table(concat_tables(tables), out / "measurements.csv", overwrite=overwrite)
     return out
 
 

@@ -87,18 +87,13 @@ def train(cfg, *, out: str | Path | None = None, resume: bool = False, overwrite
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
-    from morphoscope.models.registry import pick_device, save_checkpoint
+    from morphoscope.models.registry import save_checkpoint
     from morphoscope.semantic.data import SemanticCropDataset, collate
     from morphoscope.semantic.model import build_model
-    from morphoscope.training.run import prepare_run_dir, seed_everything
+    from morphoscope.training.run import prepare_run_dir, seed_everything, setup_process
 
-    rank, world, local = dist.init()
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = pick_device(t.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local)
+    rank, world, local, device = setup_process(t)
     run_dir = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     if not resume and dist.is_main():  # --overwrite starts afresh: no stale history, logs or models
         import shutil

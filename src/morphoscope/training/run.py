@@ -26,6 +26,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def setup_process(t) -> tuple[int, int, int, torch.device]:
+    """torchrun (or single-process) set-up shared by every task's training: process group,
+    CPU threads (``t.threads``) and this process's device. Returns (rank, world, local, device)."""
+    from morphoscope.models.registry import pick_device
+
+    rank, world, local = dist.init()
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = pick_device(t.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local)
+    return rank, world, local, device
+
+
 def prepare_run_dir(cfg, out: str | Path | None, *, resume: bool, overwrite: bool, source=None) -> Path:
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     last = run_dir / "checkpoint_last.pt"
@@ -73,17 +87,12 @@ def _train_instance(cfg: InstanceConfig, *, out, resume, overwrite, progress) ->
 
     from morphoscope.formats import load_instance_dataset
     from morphoscope.models.maskrcnn import build_maskrcnn
-    from morphoscope.models.registry import ModelBundle, pick_device, save_checkpoint
+    from morphoscope.models.registry import ModelBundle, save_checkpoint
     from morphoscope.training.data import InstanceCropDataset, collate
     from morphoscope.training.engine import train_one_epoch, warmup_cosine
 
-    rank, world, local = dist.init()
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = pick_device(t.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local)
+    rank, world, local, device = setup_process(t)
     run_dir = prepare_run_dir(cfg, out, resume=resume, overwrite=overwrite)
     seed_everything(t.seed)
 
