@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from morphoscope.prediction.instance import paste_masks_in_boxes
+from morphoscope.tasks.instance.task import paste_masks_in_boxes
 
 
 def make(n: int, shape, seed=0):

@@ -36,14 +36,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from morphoscope.io.images import find_images, read_image
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks import load_model
 
     images = [read_image(p) for p in find_images(args.images)[: args.n]]
     runners = []
     for m in args.models:
         bundle = load_model(m, device="cpu")
         if bundle.task == "semantic":
-            from morphoscope.semantic.predict import _model_cfg, segment_plane
+            from morphoscope.tasks.semantic.predict import _model_cfg, segment_plane
 
             cfg = _model_cfg(bundle)
             thr = bundle.extra.get("threshold", 0.5)

@@ -29,8 +29,8 @@ def main() -> None:
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
 
-    from morphoscope.classify.metrics import format_metrics
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks.classify.metrics import format_metrics
+    from morphoscope.tasks import load_model
     from morphoscope.training.run import train
 
     config = {

@@ -23,8 +23,8 @@ def main() -> None:
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
 
-    from morphoscope.classify.metrics import evaluate_classifications, format_metrics
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks.classify.metrics import evaluate_classifications, format_metrics
+    from morphoscope.tasks import load_model
     from morphoscope.prediction.predict import predict
     from morphoscope.training.run import train
 

@@ -33,9 +33,9 @@ def main(run: str, threads: int = 1) -> dict:
     from morphoscope.io.images import read_label_image
     from morphoscope.metrics.evaluate import evaluate
     from morphoscope.metrics.semantic import semantic_scores
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks import load_model
     from morphoscope.prediction.predict import predict
-    from morphoscope.semantic.tune import search_postprocess, write_postprocess
+    from morphoscope.tasks.semantic.postprocess_search import search_postprocess, write_postprocess
 
     run = Path(run)
     t0 = time.time()

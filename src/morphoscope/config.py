@@ -1,17 +1,18 @@
-"""Run configuration: a YAML file validated by pydantic, one schema per ``task``.
+"""Run configuration: YAML files validated by pydantic, and the settings sections every task
+shares (normalisation, augmentation, training). Each task's own schema lives in its folder under
+``morphoscope/tasks``; :func:`morphoscope.tasks.load_config` picks it by the ``task:`` key.
 
 Relative paths in a config file are resolved against the folder the file is in, so a config runs
-the same from any working directory. Later tasks (``semantic``, ``classify``) register their own
-schema with :func:`register_task`.
+the same from any working directory.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from morphoscope.errors import ConfigError
 
@@ -33,14 +34,6 @@ class NormalizeConfig(Strict):
         return self
 
 
-class InstanceDataConfig(Strict):
-    train: Path
-    val: Path | None = None
-    class_name: str = "nucleus"  # for layouts without class names (label images, Kaggle masks)
-    normalize: NormalizeConfig = NormalizeConfig()
-    min_object_area: int = Field(4, ge=0, description="objects smaller than this (pixels) after cropping are dropped")
-
-
 class AugmentConfig(Strict):
     hflip: bool = True
     vflip: bool = True
@@ -51,37 +44,6 @@ class AugmentConfig(Strict):
     blur_sigma: tuple[float, float] = (0.0, 1.0)
     blur_prob: float = Field(0.2, ge=0, le=1)
     noise_std: float = Field(0.03, ge=0, description="max std of added Gaussian noise (normalised units)")
-
-
-class MaskRCNNModelConfig(Strict):
-    architecture: Literal["maskrcnn"] = "maskrcnn"
-    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet18"
-    pretrained: Literal["none", "imagenet", "coco"] = "none"
-    weights: Path | None = Field(None, description="local weights file (offline path); backbone-only or full model state dict")
-    trainable_layers: int = Field(5, ge=0, le=5)
-    norm: Literal["batch", "frozen_batch", "group"] = "batch"
-    scale: float = Field(1.0, gt=0, description="images are resized by this factor before the network (e.g. 2 for very small objects)")
-    anchor_sizes: list[int] = [8, 16, 32, 64, 128]
-    aspect_ratios: list[float] = [0.5, 1.0, 2.0]
-    detections_per_image: int = Field(1000, ge=1)
-    rpn_pre_nms_top_n_test: int = 3000
-    rpn_post_nms_top_n_test: int = 2000
-    rpn_pre_nms_top_n_train: int = 3000
-    rpn_post_nms_top_n_train: int = 2000
-    box_batch_size_per_image: int = 256
-    fpn_channels: int = Field(256, ge=16, description="FPN width; 128 makes CPU training ~2x faster")
-    box_head_size: int = Field(1024, ge=16, description="hidden size of the two-layer box head")
-    mask_head_layers: list[int] = Field([256, 256, 256, 256], min_length=1)
-    box_score_thresh: float = Field(0.05, ge=0, le=1)
-    box_nms_thresh: float = Field(0.4, gt=0, le=1)
-    mask_threshold: float = Field(0.5, gt=0, lt=1)
-
-    @field_validator("anchor_sizes")
-    @classmethod
-    def _five_levels(cls, v):
-        if len(v) != 5:
-            raise ValueError("anchor_sizes needs one size per FPN level: 5 values")
-        return v
 
 
 class TrainConfig(Strict):
@@ -106,22 +68,49 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1)
 
 
-class InstanceConfig(Strict):
-    """``task: instance`` — Mask R-CNN instance segmentation."""
+class InferenceConfig(Strict):
+    """How the prediction engine cuts and batches images (all tasks): windows of at most
+    ``block_size`` pixels with ``block_margin`` pixels of context on each side; an object narrower
+    than the margin is never cut at a block border."""
 
-    task: Literal["instance"] = "instance"
-    name: str = "instance"
-    data: InstanceDataConfig
-    model: MaskRCNNModelConfig = MaskRCNNModelConfig()
-    train: TrainConfig = TrainConfig()
-    augment: AugmentConfig = AugmentConfig()
-
-
-TASKS: dict[str, type[BaseModel]] = {"instance": InstanceConfig}
+    block_size: int = Field(1024, ge=64, description="largest window the network sees at once (pixels)")
+    block_margin: int = Field(64, ge=0, description="context around each block's core (pixels); keep above the object size")
+    batch_size: int = Field(4, ge=1, description="windows per network call (raise on a GPU)")
 
 
-def register_task(name: str, schema: type[BaseModel]) -> None:
-    TASKS[name] = schema
+class ParamSpec(Strict):
+    """One tuned setting: ``low``/``high`` (``log``, int with ``type: int``) or ``choices``."""
+
+    type: Literal["float", "int", "categorical"] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            self.type = "categorical"
+        elif self.low is None or self.high is None:
+            raise ValueError("a tuned setting needs low and high, or choices")
+        elif self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        elif self.type is None:
+            self.type = "float"
+        return self
+
+
+class TuneConfig(Strict):
+    metric: str = Field("score", description="validation quantity to maximise: score (what picks model_best.pt) "
+                                             "or any validation metric, e.g. f1@0.5, iou, macro_f1")
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: train.epochs)")
+    fraction: float = Field(1.0, gt=0, le=1, description="fraction of training images per trial")
+    val_max_images: int | None = Field(None, ge=1)
+    space: dict[str, ParamSpec] = Field(default_factory=dict,
+                                        description="dotted setting -> range, e.g. train.lr: {low: 1e-4, high: 1e-2, log: true}")
+    seed: int = 0
 
 
 def _resolve_paths(obj, base: Path):
@@ -138,17 +127,12 @@ def _resolve_paths(obj, base: Path):
     return obj
 
 
-def parse_config(data: dict, *, base: Path | None = None, source: str | Path | None = None):
-    """Validate a config dict; ``base`` resolves relative paths; errors name ``source``."""
-    if not isinstance(data, dict):
-        raise ConfigError("config must be a mapping of settings", path=source)
-    task = data.get("task", "instance")
-    if task not in TASKS:
-        _load_task_modules()
-    if task not in TASKS:
-        raise ConfigError(f"unknown task '{task}' (known: {', '.join(sorted(TASKS))})", path=source)
+def validate_config(schema: type[BaseModel], data: dict, *, base: Path | None = None,
+                    source: str | Path | None = None):
+    """Validate ``data`` against ``schema``; ``base`` resolves relative paths; errors name
+    ``source`` and every wrong setting."""
     try:
-        cfg = TASKS[task].model_validate(data)
+        cfg = schema.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -158,27 +142,23 @@ def parse_config(data: dict, *, base: Path | None = None, source: str | Path | N
     return _resolve_paths(cfg, base) if base is not None else cfg
 
 
-def load_config(path: str | Path):
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a mapping; one-line errors name the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
+    except IsADirectoryError:
+        raise ConfigError("config path is a folder, not a YAML file", path=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a text (YAML) file", path=path) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=path) from None
-    return parse_config(data, base=path.resolve().parent, source=path)
+        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}", path=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of settings (key: value lines)", path=path)
+    return data
 
 
 def config_to_dict(cfg: BaseModel) -> dict:
     return cfg.model_dump(mode="json")
-
-
-def _load_task_modules() -> None:
-    """Import the modules that register the other tasks' schemas (they may not all exist)."""
-    import importlib
-
-    for mod in ("morphoscope.semantic.config", "morphoscope.classify.config"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError:
-            pass

@@ -9,9 +9,9 @@ import tifffile
 import torch
 
 from classify_testdata import CONFIG, HPA, folder_dataset, hpa_config, need_hpa, real_images
-from morphoscope.classify.data import (ClassificationImages, check_channels, load_classification_dataset,
+from morphoscope.tasks.classify.data import (ClassificationImages, check_channels, load_classification_dataset,
                                        stratified_split)
-from morphoscope.config import load_config, parse_config
+from morphoscope.tasks import load_config, parse_config
 from morphoscope.errors import ConfigError, InputError
 
 
@@ -156,7 +156,7 @@ def test_config_validation(tmp_path):
 
 
 def test_given_split_files(tmp_path):
-    from morphoscope.classify.data import datasets_from_config
+    from morphoscope.tasks.classify.data import datasets_from_config
 
     cfg = hpa_config()
     ids = [ln.split(",")[0] for ln in (HPA / "labels.csv").read_text().splitlines()[1:]]
@@ -173,7 +173,7 @@ def test_given_split_files(tmp_path):
 def test_training_transforms_are_deterministic(tmp_path):
     root = folder_dataset(tmp_path / "ds", per_class=2, size=64)
     ds = load_classification_dataset(root, single_label=True)
-    from morphoscope.classify.config import ClassifyAugmentConfig
+    from morphoscope.tasks.classify.config import ClassifyAugmentConfig
 
     kw = dict(in_channels=1, image_size=32, intensity="percentile", mean=[0.2], std=[0.3], multi_label=False,
               augment=ClassifyAugmentConfig(rotation=20), seed=4, length=8, shuffle=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from morphoscope.classify.metrics import classification_metrics, decide, format_metrics, tune_thresholds
+from morphoscope.tasks.classify.metrics import classification_metrics, decide, format_metrics, tune_thresholds
 
 
 @pytest.fixture()

@@ -11,10 +11,18 @@ import pytest
 import torch
 
 from classify_testdata import HPA, hpa_config, need_hpa
-from morphoscope.classify.data import ClassificationImages, datasets_from_config
-from morphoscope.classify.model import ResNetClassifier, build_from_config, load_backbone_state
-from morphoscope.classify.train import make_loss, phase_schedule, train_step
-from morphoscope.config import parse_config
+from morphoscope.tasks.classify.data import ClassificationImages, datasets_from_config
+from morphoscope.tasks.classify.model import ResNetClassifier, build_from_config, load_backbone_state
+from morphoscope.engine.training import optimizer_step
+from morphoscope.tasks import parse_config
+from morphoscope.tasks.classify.task import make_loss, phase_schedule
+
+
+def train_step(model, batch, criterion, optimizer, *, device, grad_clip=None):
+    """One step as the training loop takes it (loss of the task, then the shared update)."""
+    x, y = batch
+    loss = criterion(model(x.to(device)).float(), y.to(device))
+    optimizer_step(loss, optimizer, grad_clip=grad_clip)
 
 
 def test_a_few_steps_on_hpa_lower_the_loss():
@@ -107,7 +115,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_run_folder(tiny_run):
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks import load_model
 
     for f in ("config.yaml", "checkpoint_last.pt", "model_best.pt", "history.jsonl", "split.json", "val.csv"):
         assert (tiny_run / f).is_file(), f
@@ -117,7 +125,7 @@ def test_run_folder(tiny_run):
     split = json.loads((tiny_run / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 50 and not set(split["train"]) & set(split["val"])
     bundle = load_model(tiny_run)
-    assert bundle.task == "classify" and len(bundle.class_names) == 28
+    assert bundle.task.name == "classify" and len(bundle.class_names) == 28
     assert bundle.class_names[0] == "Nucleoplasm"
     thr = bundle.extra["thresholds"]
     assert len(thr) == 28 and all(0 < t < 1 for t in thr)
@@ -131,25 +139,24 @@ def test_run_folder(tiny_run):
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     """A run stopped after its first epoch and resumed ends with the weights of an uninterrupted run."""
-    import morphoscope.classify.train as ct
+    import morphoscope.engine.training as engine
     from morphoscope.training.run import train
 
     cfg = hpa_config(epochs=2, batch_size=2)
     cfg["data"]["image_size"] = 32
     whole = train(cfg, out=tmp_path / "whole", progress=False)
 
-    real_step, calls = ct.train_step, []
+    real_epoch = engine._train_epoch
 
-    def stop_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
+    def stop_in_second_epoch(*args, epoch, **kwargs):
+        if epoch == 1:
             raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
+        return real_epoch(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(ct, "train_step", stop_in_second_epoch)
+    monkeypatch.setattr(engine, "_train_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out=tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(ct, "train_step", real_step)
+    monkeypatch.setattr(engine, "_train_epoch", real_epoch)
     train(cfg, out=tmp_path / "resumed", resume=True, progress=False)
     a = torch.load(whole / "checkpoint_last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoint_last.pt", weights_only=False)
@@ -160,7 +167,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
 
 
 def test_predict_writes_classifications_csv(tiny_run, tmp_path):
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks import load_model
     from morphoscope.prediction.predict import predict
 
     files = sorted((HPA / "images").glob("*_green.png"))[:3]
@@ -175,7 +182,7 @@ def test_predict_writes_classifications_csv(tiny_run, tmp_path):
         expected = [str(k) for k in np.flatnonzero(p >= thr)]
         assert str(row).split() == expected
     # one array, as the web app gives it: the same numbers; grey stored as RGB is grey
-    from morphoscope.classify.predict import classify_image
+    from morphoscope.tasks.classify.task import classify_image
     from morphoscope.io.images import read_image
 
     img = read_image(files[0])

@@ -78,9 +78,10 @@ def test_classification_statistics_equal_sklearn():
 
 
 def test_labels_by_score_equal_to_labels():
-    """Cutting one painting by score gives exactly InstancePrediction.to_labels at each threshold."""
+    """Cutting one painting by score gives exactly the label image of the objects above each
+    threshold (Objects.above(s).to_labels())."""
     from morphoscope.compare.segmentation import SCORE_GRID, _labels_by_score
-    from morphoscope.prediction.instance import InstancePrediction
+    from morphoscope.engine.objects import Objects
 
     rng = np.random.default_rng(0)
     n, h, w = 30, 48, 48
@@ -89,16 +90,8 @@ def test_labels_by_score_equal_to_labels():
         y, x, r = rng.integers(0, h), rng.integers(0, w), rng.integers(2, 9)
         yy, xx = np.ogrid[:h, :w]
         masks[i] = (yy - y) ** 2 + (xx - x) ** 2 <= r * r  # overlapping discs
-    scores = np.sort(rng.random(n).astype(np.float32))[::-1]
-
-    def prediction(scores):
-        return InstancePrediction(crops=list(masks), origins=np.zeros((n, 2), np.int64), scores=scores,
-                                  classes=np.ones(n, np.int64), boxes=np.zeros((n, 4), np.float32), shape=(h, w))
-
-    pred = prediction(scores)
-    for (lab, idx), s in zip(_labels_by_score(pred, SCORE_GRID), SCORE_GRID):
-        ref, ref_idx = pred.to_labels(s)
+    scores = rng.random(n).astype(np.float32)
+    objs = Objects((h, w), list(masks), np.zeros((n, 2), np.int64), scores, np.ones(n, np.int64)).sorted()
+    for (lab, idx), s in zip(_labels_by_score(objs, SCORE_GRID), SCORE_GRID):
+        ref, ref_idx = objs.above(s).to_labels()
         assert np.array_equal(lab, ref) and np.array_equal(idx, ref_idx)
-    shuffled = prediction(rng.permutation(scores))
-    for (lab, _), s in zip(_labels_by_score(shuffled, SCORE_GRID), SCORE_GRID):
-        assert np.array_equal(lab, shuffled.to_labels(s)[0])

@@ -46,7 +46,7 @@ def setup(tmp_path_factory):
 
 
 def test_table_equals_each_models_own_evaluation(setup, tmp_path):
-    from morphoscope.classify.metrics import evaluate_classifications
+    from morphoscope.tasks.classify.metrics import evaluate_classifications
     from morphoscope.compare import compare
     from morphoscope.prediction.predict import predict
 
@@ -94,11 +94,14 @@ def test_mixed_tasks_and_class_mismatch(setup, tmp_path):
 
     from morphoscope.compare import compare
     from morphoscope.errors import InputError
-    from morphoscope.models.registry import ModelBundle, load_model
+    from morphoscope.engine.bundle import ModelBundle
+    from morphoscope.tasks import load_model
 
     tmp, runs, gt = setup
-    other = ModelBundle(name="x", task="instance", model=torch.nn.Identity(), class_names=["nucleus"],
-                        config={}, normalize={})
+    from morphoscope.tasks import get_task
+
+    other = ModelBundle(name="x", task=get_task("instance"), model=torch.nn.Identity(), class_names=["nucleus"],
+                        cfg=None, normalize={})
     with pytest.raises(InputError, match="different kinds"):
         compare([runs[0], other], gt, n_boot=100)
     wrong = load_model(runs[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morphoscope.config import load_config
+from morphoscope.tasks import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

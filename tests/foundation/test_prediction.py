@@ -1,4 +1,5 @@
-"""Prediction files and formats, and the crop-wise mask pasting against torchvision's."""
+"""Prediction files and formats, the crop-wise mask pasting against torchvision's, and crop-wise
+COCO RLE against pycocotools'."""
 
 import json
 
@@ -12,13 +13,14 @@ from pycocotools.coco import COCO
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from foundation_testdata import tiny_instance_config
+from morphoscope.engine.objects import Objects, crop_rle
 from morphoscope.errors import InputError, OutputExistsError
-from morphoscope.prediction.instance import InstancePrediction, paste_masks_in_boxes
+from morphoscope.tasks.instance.task import paste_masks_in_boxes
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, samples_dir):
-    from morphoscope.models import load_model
+    from morphoscope.tasks import load_model
     from morphoscope.training.run import train
 
     run = train(tiny_instance_config(samples_dir, epochs=1, iters=1), out=tmp_path_factory.mktemp("run"),
@@ -36,8 +38,7 @@ def test_paste_in_boxes_equals_torchvision():
     boxes = torch.cat([xy, xy + wh], 1)  # some boxes stick out of the image
     ref = paste_masks_in_image(masks, boxes, (80, 100))[:, 0] > 0.5
     crops, origins = paste_masks_in_boxes(masks, boxes, (80, 100), 0.5)
-    pred = InstancePrediction(crops, origins, np.ones(12, np.float32), np.ones(12, np.int64),
-                              boxes.numpy(), (80, 100))
+    pred = Objects((80, 100), crops, origins, np.ones(12, np.float32), np.ones(12, np.int64))
     for i in range(12):
         assert np.array_equal(pred.mask(i), ref[i].numpy()), i
 
@@ -46,14 +47,31 @@ def test_to_labels_higher_score_keeps_overlap():
     a = np.zeros((10, 10), bool); a[2:6, 2:6] = True
     b = np.zeros((10, 10), bool); b[4:8, 4:8] = True
     c = np.zeros((10, 10), bool); c[0, 9] = True
-    pred = InstancePrediction([a, b, c], np.zeros((3, 2), np.int64), np.array([0.9, 0.8, 0.3], np.float32),
-                              np.array([1, 2, 1]), np.zeros((3, 4), np.float32), (10, 10))
-    labels, idx = pred.to_labels(0.5)
+    pred = Objects((10, 10), [a, b, c], np.zeros((3, 2), np.int64), np.array([0.9, 0.8, 0.3], np.float32),
+                   np.array([1, 2, 1]))
+    labels, idx = pred.above(0.5).to_labels()
     assert idx.tolist() == [0, 1]
     assert labels[5, 5] == 1 and labels[7, 7] == 2 and labels[0, 9] == 0
     assert (labels == 2).sum() == 16 - 4
-    labels, idx = pred.to_labels(0.0)
+    labels, idx = pred.above(0.0).to_labels()
     assert idx.tolist() == [0, 1, 2] and labels[0, 9] == 3
+    tight = pred.tight()  # crops cut to the masks, same masks
+    for i in range(3):
+        assert np.array_equal(tight.mask(i), pred.mask(i))
+
+
+def test_crop_rle_is_byte_identical_to_pycocotools():
+    """COCO RLE built from a crop equals pycocotools' encoding of the full-size mask, for crops
+    anywhere (touching every border, full height, empty) and on real predicted nuclei shapes."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        H, W = rng.integers(1, 30, 2)
+        h, w = rng.integers(1, H + 1), rng.integers(1, W + 1)
+        y0, x0 = rng.integers(0, H - h + 1), rng.integers(0, W - w + 1)
+        crop = rng.random((h, w)) < rng.random()
+        full = np.zeros((H, W), np.uint8)
+        full[y0:y0 + h, x0:x0 + w] = crop
+        assert crop_rle(crop, (y0, x0), (H, W))["counts"] == mask_utils.encode(np.asfortranarray(full))["counts"].decode()
 
 
 def test_predict_writes_every_output_consistently(tmp_path, tiny_model, samples_dir):
@@ -75,10 +93,12 @@ def test_predict_writes_every_output_consistently(tmp_path, tiny_model, samples_
         assert labels.dtype == np.uint16 and labels.shape == (520, 696)
         anns = [a for a in data["annotations"] if a["image_id"] == im["id"]]
         assert sorted(a["label"] for a in anns) == list(range(1, labels.max() + 1))
-        for a in anns:  # the JSON mask of label k is exactly label k's pixels
-            assert np.array_equal(mask_utils.decode({"size": a["segmentation"]["size"],
-                                                     "counts": a["segmentation"]["counts"].encode()}) > 0,
-                                  labels == a["label"])
+        for a in anns:  # the JSON mask of label k is object k's whole mask: its label pixels and
+            # any pixels a higher-scoring overlapping object took in the label image
+            m = mask_utils.decode({"size": a["segmentation"]["size"],
+                                   "counts": a["segmentation"]["counts"].encode()}) > 0
+            assert np.all(m[labels == a["label"]])
+            assert np.all((labels[m] == a["label"]) | (labels[m] < a["label"]) & (labels[m] > 0))
         scores = [a["score"] for a in sorted(anns, key=lambda a: a["label"])]
         assert scores == sorted(scores, reverse=True)
         cls = np.asarray(Image.open(out / f"{name}_nucleus.png"))
@@ -101,6 +121,7 @@ def test_predict_refuses_to_overwrite_and_names_bad_inputs(tmp_path, tiny_model,
     bad.write_bytes(b"\x89PNG not really")
     with pytest.raises(InputError, match="bad.png"):
         predict([bad], tmp_path / "q", model=tiny_model, progress=False)
+    assert not (tmp_path / "q" / "bad_labels.tif").exists()
     with pytest.raises(InputError, match="score threshold"):
         predict([img], tmp_path / "r", model=tiny_model, score_threshold=1.5, progress=False)
 

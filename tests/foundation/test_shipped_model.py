@@ -8,7 +8,7 @@ import tifffile
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from morphoscope.models import list_models, load_model
+from morphoscope.tasks import list_models, load_model
 
 
 def test_shipped_model_card():

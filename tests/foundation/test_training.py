@@ -7,15 +7,15 @@ import torch
 import yaml
 
 from foundation_testdata import tiny_instance_config
-from morphoscope.config import load_config, parse_config
+from morphoscope.tasks import load_config, parse_config
 from morphoscope.errors import ConfigError, OutputExistsError
 from morphoscope.training.run import train
 
 
 def test_a_few_steps_on_real_crops_lower_the_loss(shared_data):
     from morphoscope.formats import load_instance_dataset
-    from morphoscope.models.maskrcnn import build_maskrcnn
-    from morphoscope.training.data import InstanceCropDataset, collate
+    from morphoscope.tasks.instance.model import build_maskrcnn
+    from morphoscope.tasks.instance.data import InstanceCropDataset, collate
 
     cfg = parse_config(tiny_instance_config(shared_data / "bbbc039" / "training"))
     ds = load_instance_dataset(cfg.data.train)
@@ -39,7 +39,7 @@ def test_a_few_steps_on_real_crops_lower_the_loss(shared_data):
 def test_augmentation_keeps_masks_boxes_and_image_aligned(samples_dir):
     from morphoscope.config import AugmentConfig, NormalizeConfig
     from morphoscope.formats import load_instance_dataset
-    from morphoscope.training.data import InstanceCropDataset
+    from morphoscope.tasks.instance.data import InstanceCropDataset
 
     ds = load_instance_dataset(samples_dir)
     crops = InstanceCropDataset(ds, crop_size=128, length=6, augment=AugmentConfig(blur_prob=0, noise_std=0, intensity=0, gamma=(1, 1)),
@@ -59,22 +59,22 @@ def test_augmentation_keeps_masks_boxes_and_image_aligned(samples_dir):
 
 def test_resume_continues_identically(tmp_path, samples_dir, monkeypatch):
     """A run interrupted after epoch 0 and resumed ends with bit-identical weights."""
-    import morphoscope.training.engine as engine
+    import morphoscope.engine.training as engine
 
     cfg = tiny_instance_config(samples_dir, epochs=2, iters=2)
     straight = train(cfg, out=tmp_path / "a", progress=False)
 
-    real = engine.train_one_epoch
+    real = engine._train_epoch
 
     def interrupted(*args, epoch, **kwargs):
         if epoch == 1:
             raise KeyboardInterrupt  # the user stops the run during epoch 1
         return real(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    monkeypatch.setattr(engine, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out=tmp_path / "b", progress=False)
-    monkeypatch.setattr(engine, "train_one_epoch", real)
+    monkeypatch.setattr(engine, "_train_epoch", real)
     assert torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)["epoch"] == 0
     train(cfg, out=tmp_path / "b", resume=True, progress=False)
     a = torch.load(straight / "checkpoint_last.pt", weights_only=False)
@@ -95,7 +95,7 @@ def test_run_folder_is_not_overwritten(tmp_path, samples_dir):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, samples_dir):
-    from morphoscope.training.engine import NonFiniteLossError
+    from morphoscope.engine.training import NonFiniteLossError
 
     cfg = tiny_instance_config(samples_dir, epochs=1, iters=2)
     cfg["train"].update(lr=1e30, warmup_iters=0, grad_clip=None, optimizer="sgd")
@@ -149,8 +149,8 @@ def test_offline_weights_file_loads_backbone_and_bad_files_are_named(tmp_path):
     Mask R-CNN backbone; an unreadable file is a clear error, not a torch traceback."""
     import torchvision
 
-    from morphoscope.config import MaskRCNNModelConfig
-    from morphoscope.models.maskrcnn import build_maskrcnn
+    from morphoscope.tasks.instance.config import MaskRCNNModelConfig
+    from morphoscope.tasks.instance.model import build_maskrcnn
 
     torch.manual_seed(1)
     resnet = torchvision.models.resnet18()

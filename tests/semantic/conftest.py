@@ -56,9 +56,10 @@ def small_set(bbbc, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(small_set, tmp_path_factory) -> Path:
     """An untrained tiny model saved as a morphoscope checkpoint (task semantic)."""
-    from morphoscope.config import config_to_dict, parse_config
-    from morphoscope.models.registry import save_checkpoint
-    from morphoscope.semantic.model import build_model
+    from morphoscope.config import config_to_dict
+    from morphoscope.tasks import parse_config
+    from morphoscope.models.checkpoint import save_checkpoint
+    from morphoscope.tasks.semantic.model import build_model
 
     cfg = parse_config(tiny_config(small_set))
     import torch

@@ -14,7 +14,7 @@ def tiny_config(train: Path, val: Path | None = None, **over) -> dict:
         "model": {"architecture": "fpn", "encoder": "resnet18", "decoder_channels": 32, "output": "boundary"},
         "train": {"epochs": 1, "iters_per_epoch": 2, "batch_size": 2, "crop_size": 64, "optimizer": "adamw",
                   "lr": 0.003, "warmup_iters": 0, "workers": 0, "val_max_images": 1, "threads": 1},
-        "postprocess": {"tile_size": 1024},
+        "inference": {"block_size": 1024},
     }
     for key, value in over.items():
         section, _, name = key.partition("__")

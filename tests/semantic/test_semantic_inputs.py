@@ -9,10 +9,10 @@ import pytest
 import tifffile
 
 from semantic_testdata import tiny_config
-from morphoscope.config import parse_config
+from morphoscope.tasks import parse_config
 from morphoscope.errors import ConfigError, InputError
 from morphoscope.io.images import read_image, read_label_image, write_png
-from morphoscope.semantic.data import list_samples, load_planes
+from morphoscope.tasks.semantic.data import list_samples, load_planes
 
 
 def _planes(root, **over):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from morphoscope.semantic.data import aux_target
-from morphoscope.semantic.postprocess import instances_from_probs, seeded_watershed
+from morphoscope.tasks.semantic.data import aux_target
+from morphoscope.tasks.semantic.postprocess import instances_from_probs, seeded_watershed
 
 
 def two_touching_discs(h=64, w=96, r=16):

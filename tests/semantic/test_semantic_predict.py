@@ -1,5 +1,5 @@
 """Prediction of semantic models through ``morphoscope.prediction.predict``: the files of
-docs/outputs.md that ``evaluate`` reads, and sliding windows that blend without seams."""
+docs/outputs.md that ``evaluate`` reads. (Blocks of large images: tests/engine.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from morphoscope.io.images import read_label_image
 
@@ -38,32 +37,3 @@ def test_predict_2d_outputs_and_evaluate(small_set, tiny_checkpoint, tmp_path):
     assert res["images"] == 1 and "0.5" in res["matching"]
     with pytest.raises(Exception, match="overwrite"):
         predict([img], out, model=tiny_checkpoint, progress=False)
-
-
-class Pointwise(torch.nn.Module):
-    """A 1x1-convolution 'network': tiles and whole image must then agree exactly."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 3, 1)
-        torch.nn.init.normal_(self.conv.weight)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-def test_sliding_window_blends_exactly():
-    from types import SimpleNamespace
-
-    from morphoscope.semantic.infer import predict_plane
-
-    torch.manual_seed(0)
-    net = Pointwise()
-    mc = SimpleNamespace(output="boundary")
-    x = np.random.default_rng(0).normal(size=(1, 300, 410)).astype(np.float32)
-    whole, aux_w = predict_plane(net, x, mc, 1, tile_size=1024)
-    tiled, aux_t = predict_plane(net, x, mc, 1, tile_size=128, overlap=32)
-    assert tiled.shape == (2, 300, 410) and aux_t.shape == (300, 410)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5)
-    np.testing.assert_allclose(aux_t, aux_w, atol=1e-5)
-    np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-5)

@@ -91,11 +91,8 @@ def test_predict_stack_in_stack_out(tmp_path, real_planes, tiny_checkpoint):
     tifffile.imwrite(plain, real_planes, photometric="minisblack")
     with pytest.raises(InputError, match="--axes"):
         predict([plain], tmp_path / "out2", model=tiny_checkpoint, progress=False)
-    from morphoscope.models.registry import load_model
-    from morphoscope.semantic.predict import predict as sem_predict
-
-    out2 = sem_predict([plain], tmp_path / "out2", bundle=load_model(tiny_checkpoint), axes="ZYX",
-                       progress=False, write_prob=True, threshold=0.3)
+    out2 = predict([plain], tmp_path / "out2", model=tiny_checkpoint, axes="ZYX", progress=False,
+                   keep_maps=True, threshold=0.3)
     prob = read_stack(out2 / "plain_prob.tif")
     assert prob.axes == "ZYX" and prob.data.dtype == np.float32 and prob.data.shape == real_planes.shape
-    assert json.loads((out2 / "predictions.json").read_text())["info"]["threshold"] == 0.3
+    assert json.loads((out2 / "predictions.json").read_text())["info"]["settings"]["threshold"] == 0.3

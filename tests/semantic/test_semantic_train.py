@@ -8,13 +8,13 @@ import json
 import torch
 
 from semantic_testdata import tiny_config
-from morphoscope.config import parse_config
+from morphoscope.tasks import parse_config
 
 
 def test_few_steps_lower_the_loss(small_set):
-    from morphoscope.semantic.data import SemanticCropDataset, collate
-    from morphoscope.semantic.model import build_model, semantic_loss
-    from morphoscope.semantic.train import load_split
+    from morphoscope.tasks.semantic.data import SemanticCropDataset, collate
+    from morphoscope.tasks.semantic.model import build_model, semantic_loss
+    from morphoscope.tasks.semantic.task import load_split
 
     cfg = parse_config(tiny_config(small_set, augment={"scale": [1.0, 1.0], "noise_std": 0.0, "blur_prob": 0.0}))
     planes = load_split(cfg.data.train, cfg)
@@ -46,7 +46,7 @@ def test_few_steps_lower_the_loss(small_set):
 
 
 def test_train_run_folder_and_exact_resume(small_set, tmp_path):
-    from morphoscope.models.registry import load_model
+    from morphoscope.tasks import load_model
     from morphoscope.training.run import train
 
     d = tiny_config(small_set, small_set, train__epochs=2, train__iters_per_epoch=1)
@@ -57,13 +57,10 @@ def test_train_run_folder_and_exact_resume(small_set, tmp_path):
     assert [h["epoch"] for h in hist] == [0, 1]
     assert {"iou", "dice", "miou", "pixel_accuracy", "f1@0.5"} <= set(hist[-1]["val"])
     bundle = load_model(full)
-    assert bundle.task == "semantic" and bundle.class_names == ["nucleus"]
+    assert bundle.task.name == "semantic" and bundle.class_names == ["nucleus"]
     assert bundle.extra["threshold"] == 0.5
 
-    from morphoscope.semantic.train import train as sem_train
-
-    cfg = parse_config(d)
-    part = sem_train(cfg, out=tmp_path / "part", progress=False, max_steps=1)  # stops after epoch 0
+    part = train(d, out=tmp_path / "part", progress=False, max_steps=1)  # stops after epoch 0
     assert json.loads((part / "history.jsonl").read_text().splitlines()[-1])["epoch"] == 0
     train(d, out=part, resume=True, progress=False)
     a = torch.load(full / "checkpoint_last.pt", weights_only=False)["model"]
@@ -73,8 +70,8 @@ def test_train_run_folder_and_exact_resume(small_set, tmp_path):
 
 
 def test_architectures_encoders_channels_and_heads():
-    from morphoscope.semantic.config import SemanticModelConfig
-    from morphoscope.semantic.model import build_model, split_outputs
+    from morphoscope.tasks.semantic.config import SemanticModelConfig
+    from morphoscope.tasks.semantic.model import build_model, split_outputs
 
     x = torch.zeros(1, 2, 64, 64)
     for arch, enc, output, k in (("unet", "resnet34", "distance", 3), ("fpn", "resnet18", "mask", 1)):

@@ -11,8 +11,8 @@ from semantic_testdata import tiny_config
 def test_two_tiny_trials_write_study_and_best_config(small_set, tmp_path):
     import optuna
 
-    from morphoscope.config import load_config
-    from morphoscope.semantic.tune import tune
+    from morphoscope.tasks import load_config
+    from morphoscope.training.tune import tune
 
     d = tiny_config(small_set, small_set, train__iters_per_epoch=1)
     d["tune"] = {"metric": "iou", "epochs": 1, "fraction": 0.5, "val_max_images": 1,
@@ -50,8 +50,8 @@ def test_tune_config_errors(small_set, tmp_path):
     import pytest
 
     from morphoscope.errors import ConfigError
-    from morphoscope.semantic.tune import tune
-    from morphoscope.config import parse_config
+    from morphoscope.training.tune import tune
+    from morphoscope.tasks import parse_config
 
     d = tiny_config(small_set, small_set)
     with pytest.raises(ConfigError, match="no search space"):
@@ -65,8 +65,8 @@ def test_tune_config_errors(small_set, tmp_path):
 
 
 def test_postprocess_search_and_rewrite(small_set, tiny_checkpoint, tmp_path):
-    from morphoscope.models.registry import load_model
-    from morphoscope.semantic.tune import search_postprocess, write_postprocess
+    from morphoscope.tasks import load_model
+    from morphoscope.tasks.semantic.postprocess_search import search_postprocess, write_postprocess
 
     res = search_postprocess(tiny_checkpoint, small_set, grid={"seed_threshold": [0.2, 0.5], "min_size": [5, 30]},
                              max_images=1)

@@ -9,7 +9,7 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models_cmd(as_json: bool = typer.Option(False, "--json", help="print the model cards as JSON")) -> None:
         """List the models shipped with morphoscope and their validation metrics."""
-        from morphoscope.models.registry import list_models
+        from morphoscope.tasks import list_models
 
         cards = list_models()
         if as_json:

@@ -1,5 +1,5 @@
-"""``morphoscope tune``: Optuna search over a semantic config's ``tune.space``
-(:func:`morphoscope.semantic.tune.tune`)."""
+"""``morphoscope tune``: Optuna search over a config's ``tune.space``
+(:func:`morphoscope.training.tune.tune`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("tune")
     def tune_command(
-        config: Annotated[Path, typer.Argument(help="Semantic config YAML with a tune.space section.")],
+        config: Annotated[Path, typer.Argument(help="Config YAML with a tune.space section (any task).")],
         trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run now (added to the study).")] = 10,
         storage: Annotated[str | None, typer.Option(
             "--storage", help="Optuna storage URL, e.g. sqlite:///study.db (default: OUT/study.db).")] = None,
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show per-epoch progress bars.")] = False,
     ) -> None:
         """Search learning rate, batch size, encoder, loss weights and thresholds; write the best config."""
-        from morphoscope.semantic.tune import tune
+        from morphoscope.training.tune import tune
 
         res = tune(config, trials=trials, storage=storage, study=study, fraction=fraction, out=out,
                    epochs=epochs, progress=progress)

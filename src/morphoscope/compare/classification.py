@@ -1,7 +1,7 @@
 """Comparing classification models on one labelled dataset (CSV or class folders).
 
 Each model writes ``classifications.csv`` for the GT images (as ``morphoscope predict`` does) and
-is scored by :func:`morphoscope.classify.metrics.evaluate_classifications` (scikit-learn). For the
+is scored by :func:`morphoscope.tasks.classify.metrics.evaluate_classifications` (scikit-learn). For the
 bootstrap every image contributes its per-class TP, FP and FN, whether its whole label set is
 right, and its share of wrong decisions.
 """
@@ -74,31 +74,29 @@ def with_image_count(per_image: np.ndarray) -> np.ndarray:
 
 
 def load_gt(gt: Path, bundle):
-    from morphoscope.classify.data import load_classification_dataset
+    from morphoscope.tasks.classify.data import load_classification_dataset
 
     d = bundle.config.get("data", {})
     return load_classification_dataset(gt, class_names=list(bundle.class_names), channels=d.get("channels"))
 
 
 def evaluate_model(bundle, dataset, gt: Path, pred_dir: Path, *, progress: bool = False) -> ClassificationResult:
-    from morphoscope.classify.metrics import evaluate_classifications, read_classifications_csv
-    from morphoscope.classify.predict import predict_samples, write_classifications
+    from morphoscope.prediction.predict import predict_groups
+    from morphoscope.tasks.classify.metrics import evaluate_classifications, read_classifications_csv
 
-    if bundle.task != "classify":
-        raise InputError(f"model '{bundle.name}' is a {bundle.task} model, not a classifier")
+    if bundle.task.result_kind != "classes":
+        raise InputError(f"model '{bundle.name}' is a {bundle.task.name} model, not a classifier")
     if list(bundle.class_names) != list(dataset.class_names):
         raise InputError(f"model '{bundle.name}' has classes {bundle.class_names}, the GT "
                          f"{dataset.class_names}", path=gt)
-    groups = [(s.id, s.files) for s in dataset.samples]
-    probs = predict_samples(bundle, groups, progress=progress)
-    write_classifications(pred_dir, [g[0] for g in groups], [g[1][0] for g in groups], probs, bundle,
-                          overwrite=True)
+    predict_groups(bundle, [(s.id, s.files) for s in dataset.samples], pred_dir, overwrite=True,
+                   progress=progress)
     ev = evaluate_classifications(pred_dir, gt, channels=bundle.config.get("data", {}).get("channels"))
     names, _, _, decisions = read_classifications_csv(pred_dir)
     row = {n: i for i, n in enumerate(names)}
     y_pred = decisions[[row[s.id] for s in dataset.samples]]
     counts = with_image_count(per_image_counts(dataset.label_matrix(), y_pred, ev["multi_label"]))
-    res = ClassificationResult(bundle.name, str(bundle.path), bundle.task, ev, counts, pred_dir)
+    res = ClassificationResult(bundle.name, str(bundle.path), bundle.task.name, ev, counts, pred_dir)
     res.table = {key: ev[key] for key in ("micro_f1", "macro_f1", "macro_f1_present", "exact_match",
                                           "hamming_loss", "mean_roc_auc")}
     res.table["images"] = ev["images"]

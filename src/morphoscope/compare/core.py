@@ -19,7 +19,6 @@ from morphoscope.compare.bootstrap import paired_bootstrap, resample_weights
 from morphoscope.errors import InputError
 from morphoscope.io.atomic import atomic_write, check_writable
 
-SEGMENTATION = ("instance", "semantic")
 OUTPUT_FILES = ("comparison.md", "comparison.csv", "comparison.json", "differences.csv")
 
 # rows shown in the Markdown table, per family, in order: (key, label)
@@ -63,7 +62,8 @@ def compare(models, gt, *, out=None, names=None, score_threshold: float = 0.5, n
     annotated ``gt`` and compare them (module docstring). Returns the result that
     ``comparison.json`` holds: ``{"task", "gt", "models": {name: {"table", "evaluation", ...}},
     "bootstrap", "rows", ...}``. Without ``out`` nothing is kept on disk."""
-    from morphoscope.models.registry import ModelBundle, load_model
+    from morphoscope.engine.bundle import ModelBundle
+    from morphoscope.tasks import load_model
 
     models = list(models)
     if not models:
@@ -84,13 +84,14 @@ def compare(models, gt, *, out=None, names=None, score_threshold: float = 0.5, n
         b = m if isinstance(m, ModelBundle) else load_model(m, device=device)
         b.name = label
         bundles.append(b)
-    tasks = {b.task for b in bundles}
-    if tasks <= set(SEGMENTATION):
+    kinds = {b.task.result_kind for b in bundles}
+    if kinds == {"objects"}:
         family = "segmentation"
-    elif tasks == {"classify"}:
+    elif kinds == {"classes"}:
         family = "classify"
     else:
-        raise InputError(f"cannot compare models of different kinds: {', '.join(f'{b.name} ({b.task})' for b in bundles)}")
+        raise InputError("cannot compare models of different kinds: "
+                         + ", ".join(f"{b.name} ({b.task.name})" for b in bundles))
 
     tmp = None
     work = out_dir if out_dir is not None else Path(tmp := tempfile.mkdtemp(prefix="morphoscope-compare-"))

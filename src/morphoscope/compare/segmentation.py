@@ -5,9 +5,8 @@ which :func:`morphoscope.metrics.evaluate.evaluate` then scores: the table's num
 function's. For the bootstrap, the same label images are matched image by image
 (:func:`morphoscope.metrics.matching.match`), and the pixel classes of GT and prediction give one
 confusion matrix per image (IoU and Dice per class, :mod:`morphoscope.metrics.semantic`'s
-definitions). Instance models also get curves versus the score threshold: the network runs once
-per image (:func:`~morphoscope.prediction.instance.predict_instances`) and the detections are
-re-thresholded.
+definitions). Models whose objects carry detection scores also get curves versus the score
+threshold: the network runs once per image and its raw detections are re-thresholded.
 """
 
 from __future__ import annotations
@@ -175,86 +174,59 @@ def per_image_counts(pred_dir: Path, dataset) -> np.ndarray:
     return np.stack(rows)
 
 
-def _labels_by_score(pred, grid) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``pred.to_labels(s)`` (labels, kept detection indices) for every ``s`` of ``grid``.
+def _labels_by_score(objects, grid) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(labels, kept object indices)`` of ``objects.above(s)`` for every ``s`` of ``grid``.
 
-    Detections come highest score first, so the label image at a lower threshold is the one at a
+    Objects come highest score first, so the label image at a lower threshold is the one at a
     higher threshold plus more objects painted on free pixels: painting once at the lowest
-    threshold and cutting by score gives exactly ``to_labels(s)``. (Unsorted scores fall back to
-    calling ``to_labels`` for each threshold.)"""
-    if len(pred) == 0 or not np.all(np.diff(pred.scores) <= 0):
-        return [pred.to_labels(s) for s in grid]
-    labels, index = pred.to_labels(min(grid))
+    threshold and cutting by score gives exactly the label image at each threshold."""
+    low = objects.above(min(grid))
+    labels, index = low.to_labels()
     out = []
     for s in grid:
-        n = int((pred.scores[index] >= s).sum())  # kept labels are a prefix 1..n
+        n = int((low.scores[index] >= s).sum())  # kept labels are a prefix 1..n
         out.append((np.where(labels <= n, labels, 0).astype(labels.dtype), index[:n]))
     return out
 
 
-def predict_instance_model(bundle, dataset, pred_dir: Path, *, score_threshold: float,
-                           progress: bool = False) -> np.ndarray:
-    """Predict every GT image with an instance ``bundle`` into ``pred_dir`` (as ``morphoscope
-    predict`` does) and count TP/FP/FN at IoU 0.5 for every score threshold of :data:`SCORE_GRID`;
-    returns ``(N, len(SCORE_GRID), 3)``."""
-    from morphoscope import __version__
-    from morphoscope.prediction.instance import predict_instances
-    from morphoscope.prediction.predict import label_arrays, read_2d_image
-    from morphoscope.prediction.writer import (coco_annotations_from_labels, write_instance_outputs,
-                                               write_predictions_json)
-
-    class_aware = len(dataset.class_names) > 1
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    images_meta, anns = [], []
-    counts = np.zeros((len(dataset.samples), len(SCORE_GRID), 3))
-    samples = dataset.samples
-    if progress:
-        from tqdm import tqdm
-
-        samples = tqdm(samples, desc=f"predict {bundle.name}", unit="image")
-    for i, s in enumerate(samples):
-        img = read_2d_image(s.image_path)
-        pred = predict_instances(bundle, img)
-        labels, classes, scores = label_arrays(pred, score_threshold)
-        write_instance_outputs(pred_dir, s.image_path.stem, img, labels, classes, bundle.class_names,
-                               overwrite=True)
-        images_meta.append({"id": i + 1, "file_name": s.image_path.name, "height": int(img.shape[0]),
-                            "width": int(img.shape[1])})
-        anns += coco_annotations_from_labels(labels, classes, scores, image_id=i + 1, start_id=len(anns) + 1)
-        gt, gt_cls = s.load_label_image(img.shape)
-        for j, (lab, index) in enumerate(_labels_by_score(pred, SCORE_GRID)):
-            kw = {}
-            if class_aware:
-                kw = {"gt_classes": gt_cls,
-                      "pred_classes": {k + 1: int(pred.classes[d]) for k, d in enumerate(index)}}
-            tm = match(gt, lab, thresholds=(0.5,), **kw)["0.5"]
-            counts[i, j] = (tm.tp, tm.fp, tm.fn)
-    info = {"model": bundle.name, "model_path": str(bundle.path) if bundle.path else None, "task": bundle.task,
-            "score_threshold": score_threshold, "device": str(bundle.device), "model_metrics": bundle.metrics,
-            "morphoscope": __version__}
-    write_predictions_json(pred_dir / "predictions.json", images_meta, anns, bundle.class_names, info,
-                           overwrite=True)
-    return counts
-
-
 def evaluate_model(bundle, dataset, gt: Path, pred_dir: Path, *, score_threshold: float,
                    progress: bool = False) -> SegmentationResult:
+    """Predict every GT image into ``pred_dir`` through the prediction engine (the files of
+    ``morphoscope predict``), score the folder with ``evaluate``, and, for models whose objects
+    carry detection scores, count TP/FP/FN at IoU 0.5 for every score threshold of
+    :data:`SCORE_GRID` from the same raw detections."""
     from morphoscope.metrics.evaluate import evaluate
+    from morphoscope.prediction.predict import predict_groups
 
-    if bundle.task == "instance":
-        score_counts = predict_instance_model(bundle, dataset, pred_dir, score_threshold=score_threshold,
-                                              progress=progress)
-    elif bundle.task == "semantic":
-        from morphoscope.prediction.predict import predict
+    if bundle.task.result_kind != "objects":
+        raise InputError(f"model '{bundle.name}' is a {bundle.task.name} model, not a segmentation model")
+    class_aware = len(dataset.class_names) > 1
+    samples = {s.name: (i, s) for i, s in enumerate(dataset.samples)}
+    counts = np.zeros((len(dataset.samples), len(SCORE_GRID), 3))
+    scored = []
 
-        score_counts = None
-        predict([s.image_path for s in dataset.samples], pred_dir, model=bundle, overwrite=True,
-                progress=progress)
-    else:
-        raise InputError(f"model '{bundle.name}' is a {bundle.task} model, not a segmentation model")
+    def score_grid(item, results, planes):
+        res = results[0]
+        if res.threshold_kind != "score":
+            return
+        scored.append(True)
+        i, s = samples[item.name]
+        gt, gt_cls = s.load_label_image(res.shape)
+        for j, (lab, index) in enumerate(_labels_by_score(res.objects, SCORE_GRID)):
+            kw = {}
+            if class_aware:
+                low = res.objects.above(min(SCORE_GRID))
+                kw = {"gt_classes": gt_cls, "pred_classes": {k + 1: int(low.classes[d]) for k, d in enumerate(index)}}
+            tm = match(gt, lab, thresholds=(0.5,), **kw)["0.5"]
+            counts[i, j] = (tm.tp, tm.fp, tm.fn)
+
+    options = {"score_threshold": score_threshold} if "score_threshold" in bundle.task.predict_options() else {}
+    predict_groups(bundle, [(s.name, [s.image_path]) for s in dataset.samples], pred_dir, overwrite=True,
+                   progress=progress, on_result=score_grid, **options)
     ev = evaluate(pred_dir, gt)
     per_image = per_image_counts(pred_dir, dataset)
-    res = SegmentationResult(bundle.name, str(bundle.path), bundle.task, ev, per_image, score_counts, pred_dir)
+    res = SegmentationResult(bundle.name, str(bundle.path), bundle.task.name, ev, per_image,
+                             counts if scored else None, pred_dir)
     res.table = table_from_evaluation(ev, per_image, len(dataset.class_names))
     return res
 

@@ -11,17 +11,26 @@ from morphoscope.io.images import (
     write_label_tiff,
     write_png,
 )
+from morphoscope.io.metadata import ImageMeta, read_metadata
+from morphoscope.io.omezarr import create_labels_zarr, write_labels_zarr
+from morphoscope.io.source import ImageSource, open_image
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ImageMeta",
+    "ImageSource",
     "atomic_write",
     "check_writable",
+    "create_labels_zarr",
     "find_images",
     "normalize_percentile",
+    "open_image",
     "prepare_output_dir",
     "read_image",
     "read_label_image",
+    "read_metadata",
     "to_model_input",
     "write_label_tiff",
+    "write_labels_zarr",
     "write_png",
 ]

@@ -1,5 +1,3 @@
-"""Models: building networks from a config and loading trained models by name or file."""
-
-from morphoscope.models.registry import ModelBundle, list_models, load_model
-
-__all__ = ["ModelBundle", "list_models", "load_model"]
+"""Trained models as files: checkpoints, shipped weights and local weights files
+(:mod:`morphoscope.models.checkpoint`). Networks are built by their task
+(:mod:`morphoscope.tasks`); ``morphoscope.tasks.load_model`` loads one ready to use."""

@@ -486,89 +486,29 @@ measure_labels.__doc__ += "\n".join("    " + line if line else line
 
 
 def read_pixel_size(path: str | Path) -> float | None:
-    """Pixel size in µm recorded in a TIFF file (OME-XML ``PhysicalSizeX/Y``, or ImageJ
-    ``unit`` with the X/Y resolution, or a TIFF resolution in pixels per centimetre); None when
-    the file records none (PNG, plain TIFF, resolution in inches -- usually a screen default).
+    """Pixel size in µm recorded in an image file (OME-XML, ImageJ, a TIFF resolution in
+    centimetres, OME-Zarr scale; see :func:`morphoscope.io.metadata.read_metadata`); None when
+    the file records none (PNG, plain TIFF, resolution in inches -- usually a screen default) or
+    its header cannot be read (reading the image reports that).
 
     Raises :class:`InputError` for non-square pixels (X and Y sizes differ by more than 0.1 %).
     """
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    import tifffile
+    from morphoscope.io.metadata import read_metadata
 
+    path = Path(path)
     try:
-        with tifffile.TiffFile(path) as tif:
-            sizes = _ome_pixel_size(tif) or _imagej_pixel_size(tif) or _tiff_pixel_size(tif)
-    except InputError:
-        raise
-    except Exception:  # unreadable metadata is no pixel size, not an error
+        meta = read_metadata(path)
+    except InputError:  # unreadable metadata is no pixel size, not an error
         return None
-    if sizes is None:
-        return None
-    sx, sy = sizes
-    if not (math.isfinite(sx) and math.isfinite(sy)) or sx <= 0 or sy <= 0:
+    sx = meta.pixel_size
+    sy = meta.pixel_size_y if meta.pixel_size_y is not None else sx
+    if sx is None or sy is None:
         return None
     if abs(sx - sy) > 1e-3 * max(sx, sy):
         raise InputError(
             f"pixels are not square (x {sx:g} µm, y {sy:g} µm); shape measurements need square "
             "pixels -- resample the image or pass --pixel-size to override", path=path)
     return sx
-
-
-_UNIT_TO_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "micron": 1.0,
-               "microns": 1.0, "\\u00B5m": 1.0, "μm": 1.0, "nm": 1e-3, "Å": 1e-4}
-
-
-def _ome_pixel_size(tif):
-    if not tif.is_ome or not tif.ome_metadata:
-        return None
-    xml = tif.ome_metadata
-    m = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)
-    if not m:
-        return None
-    attrs = dict(re.findall(r'(\w+)="([^"]*)"', m.group(0)))
-    if "PhysicalSizeX" not in attrs:
-        return None
-    sx = float(attrs["PhysicalSizeX"])
-    sy = float(attrs.get("PhysicalSizeY", sx))
-    fx = _UNIT_TO_UM.get(attrs.get("PhysicalSizeXUnit", "µm"))
-    fy = _UNIT_TO_UM.get(attrs.get("PhysicalSizeYUnit", "µm"))
-    if fx is None or fy is None:
-        return None
-    return sx * fx, sy * fy
-
-
-def _resolution(page):
-    tags = page.tags
-    if "XResolution" not in tags or "YResolution" not in tags:
-        return None
-    xr, yr = tags["XResolution"].value, tags["YResolution"].value
-    x = xr[0] / xr[1] if isinstance(xr, tuple) else float(xr)
-    y = yr[0] / yr[1] if isinstance(yr, tuple) else float(yr)
-    if x <= 0 or y <= 0:
-        return None
-    return x, y  # pixels per unit
-
-
-def _imagej_pixel_size(tif):
-    if not tif.is_imagej or not tif.imagej_metadata:
-        return None
-    unit = str(tif.imagej_metadata.get("unit", "")).strip()
-    factor = _UNIT_TO_UM.get(unit)
-    res = _resolution(tif.pages[0])
-    if factor is None or res is None:
-        return None
-    return factor / res[0], factor / res[1]
-
-
-def _tiff_pixel_size(tif):
-    page = tif.pages[0]
-    unit = page.tags.get("ResolutionUnit")
-    res = _resolution(page)
-    if unit is None or res is None or int(unit.value) != 3:  # 3 = centimetre
-        return None
-    return 1e4 / res[0], 1e4 / res[1]
 
 
 def image_name_of(path: str | Path) -> str:

@@ -1,1 +1,2 @@
-"""Prediction: running a trained model on images and writing its outputs."""
+"""Prediction: running a trained model on image files and writing its outputs
+(:func:`morphoscope.prediction.predict.predict`)."""

@@ -1,114 +1,233 @@
-"""``morphoscope predict``: images in, instance labels, masks, overlays and COCO JSON out.
+"""``morphoscope predict``: images in, the files of docs/outputs.md out, for any trained model.
 
-The work is split so that later scaling changes nothing visible: :func:`predict_instances` takes
-one image to raw detections (the place for GPU batching and tiling), :meth:`InstancePrediction.to_labels`
-applies the score threshold, and the writer turns labels into files.
+Inputs are files, folders or glob patterns: 2D images (grey, RGB, 8/16-bit, float), stacks
+(Z, T, C; OME-TIFF, ImageJ) and mosaics of any size. Every input goes through the one prediction
+engine (:class:`morphoscope.engine.predictor.Predictor`) and the one writer
+(:class:`morphoscope.engine.writer.OutputFolder`):
+
+* a bad file is reported by name and skipped; the others are predicted and written, and the run
+  ends with :class:`PredictionErrors` listing what failed (``strict`` stops at the first);
+* each image's files are written as soon as it is done, so a killed run keeps them and
+  ``resume`` finishes the rest;
+* under ``torchrun`` every process takes its share of the inputs and process 0 writes the
+  run-wide files.
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from morphoscope.errors import InputError
-from morphoscope.io.atomic import check_writable, prepare_output_dir
-from morphoscope.io.images import find_images, read_image
-from morphoscope.prediction.instance import InstancePrediction, predict_instances
-from morphoscope.prediction.writer import (coco_annotations_from_labels, output_paths,
-                                           write_instance_outputs, write_predictions_json)
+from morphoscope.engine import distributed as dist
+from morphoscope.engine.predictor import PlaneInput, Predictor
+from morphoscope.engine.writer import InputFile, OutputFolder
+from morphoscope.errors import ConfigError, InputError, MorphoscopeError
+from morphoscope.io.images import find_images
+
+COMMON_OPTIONS = ("block_size", "block_margin", "batch_size")
 
 
-def label_arrays(pred: InstancePrediction, score_threshold: float):
-    """Labels plus per-label class and score arrays (index 0 = background)."""
-    labels, index = pred.to_labels(score_threshold)
-    classes = np.concatenate([[0], pred.classes[index]]).astype(np.int64)
-    scores = np.concatenate([[0.0], pred.scores[index]]).astype(np.float32)
-    return labels, classes, scores
+class PredictionErrors(InputError):
+    """Some inputs could not be predicted; the others were written. ``failed``: (file, message)."""
+
+    def __init__(self, failed: list[tuple[str, str]], *, done: int, out: Path):
+        self.failed, self.done, self.out = failed, done, out
+        lines = "; ".join(f"{f}: {m}" for f, m in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        super().__init__(f"{len(failed)} of {len(failed) + done} input(s) could not be predicted "
+                         f"({lines}); the other {done} were written to {out}")
 
 
-def read_2d_image(path: Path) -> np.ndarray:
-    img = read_image(path)
-    if img.ndim == 3 and img.shape[-1] not in (1, 2, 3, 4):
-        # a stack: instance models take one plane; the first is used and the user told so
-        import warnings
+def open_input(item: InputFile, *, bundle, inference, axes: str | None = None
+               ) -> tuple[InputFile, list[PlaneInput]]:
+    """An input's layout and its 2D planes (in stored order of the non-spatial axes)."""
+    from morphoscope.io.stacks import read_stack
 
-        warnings.warn(f"{path}: multi-page image {img.shape}; predicting its first plane only", stacklevel=2)
-        img = img[0]
-    if img.ndim not in (2, 3):
-        raise InputError(f"cannot predict on an image of shape {img.shape}", path=path)
-    return img
+    files = item.extra["files"]
+    image = bundle.task.read_group(bundle, item.name, files) if len(files) > 1 else None
+    if image is not None:
+        return item, [PlaneInput(item.name, image, path=files[0])]
+    path = files[0]
+    stack = read_stack(path, axes=axes)
+    layout = InputFile(name=item.name, path=path, plane_axes=stack.plane_axes, plane_shape=stack.plane_shape,
+                       axes=stack.axes.replace("C", ""), pixel_size=stack.pixel_size, z_spacing=stack.z_spacing,
+                       time_interval=stack.time_interval, ome=stack.ome, file_name=path.name, extra=item.extra)
+    stats = None
+    if inference.per_stack and not stack.is_2d:  # one intensity range for the whole stack
+        sample = stack.data.reshape(-1)[:: max(1, stack.data.size // 4_000_000)]
+        stats = inference.statistics(sample)
+    planes = [PlaneInput(item.name, np.ascontiguousarray(plane), index=idx, pixel_size=stack.pixel_size,
+                         path=path, stats=stats) for idx, plane in stack.planes()]
+    return layout, planes
 
 
-def predict(inputs, out: str | Path, *, model=None, score_threshold: float = 0.5, device: str = "auto",
-            overwrite: bool = False, measure: bool = False, pixel_size: float | None = None,
-            progress: bool = True, threshold: float | None = None, axes: str | None = None) -> Path:
-    """Predict every image of ``inputs`` (files, folders, globs) with ``model`` (a name, file, run
-    folder or loaded :class:`ModelBundle`; default: the shipped ``nuclei`` model) into ``out``.
+def task_options(bundle, options: dict) -> dict:
+    """Drop unset options and refuse those the model's task does not take, by name."""
+    given = {k: v for k, v in options.items() if v is not None}
+    allowed = set(COMMON_OPTIONS) | set(bundle.task.predict_options())
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(bundle.task.predict_options())) or "none"
+        raise ConfigError(f"{', '.join(o.replace('_', '-') for o in unknown)} does not apply to "
+                          f"'{bundle.task.name}' models (their options: {takes})")
+    return given
 
-    Writes the files of docs/outputs.md and, with ``measure``, ``measurements.csv`` (one row per
-    object). Returns the output folder. Existing outputs are refused unless ``overwrite``.
-    ``threshold`` (probability) and ``axes`` (of stacks) apply to semantic models.
+
+def predict(inputs, out: str | Path, *, model=None, device: str = "auto", **kwargs) -> Path:
+    """Predict every image of ``inputs`` (files, folders, globs) with ``model`` (a shipped name,
+    checkpoint file, run folder or loaded bundle; default: the shipped ``nuclei`` model) into the
+    folder ``out``; returns ``out``.
+
+    Keyword arguments are those of :func:`predict_groups`: ``overwrite``, ``resume``, ``strict``,
+    ``measure``, ``pixel_size`` (µm, overrides the files' metadata), ``axes`` (of stacks whose
+    metadata does not give them), ``scale`` and the model's prediction options
+    (``score_threshold``, ``threshold``, ``block_size``, ...; see ``morphoscope predict --help``).
     """
-    from morphoscope.models.registry import ModelBundle, load_model
-
-    if not 0.0 <= score_threshold <= 1.0:
-        raise InputError(f"score threshold must be in [0, 1], got {score_threshold}")
     paths = find_images(inputs)
-    bundle = model if isinstance(model, ModelBundle) else load_model(model, device=device)
+    bundle = resolve_bundle(model, device=device)
+    return predict_groups(bundle, bundle.task.input_groups(bundle, paths), out, **kwargs)
+
+
+def resolve_bundle(model, *, device: str = "auto"):
+    """A loaded model from a bundle, a shipped name, a checkpoint or a run folder; under torchrun
+    each process takes its own GPU."""
+    from morphoscope.engine.bundle import ModelBundle
+    from morphoscope.tasks import load_model
+
+    if isinstance(model, ModelBundle):
+        return model
+    _, world, local = dist.init()
+    if world > 1 and device in ("auto", "cuda") and _cuda():
+        device = f"cuda:{local}"
+    return load_model(model, device=device)
+
+
+def predict_groups(bundle, groups, out: str | Path, *, overwrite: bool = False, resume: bool = False,
+                   strict: bool = False, measure: bool = False, pixel_size: float | None = None,
+                   axes: str | None = None, scale: float = 1.0, progress: bool = True, on_result=None,
+                   **options) -> Path:
+    """Predict the inputs ``groups`` (``(name, files)``: one image, stack or group of channel
+    files each) with the loaded ``bundle`` into ``out``. ``on_result(item, results, planes)`` is
+    called for every finished input (e.g. to score raw detections at many thresholds)."""
+    if resume and overwrite:
+        raise ConfigError("give --resume or --overwrite, not both")
+    if pixel_size is not None and not (np.isfinite(pixel_size) and 0 < pixel_size < 1e6):
+        raise InputError(f"pixel size must be a positive number of µm, got {pixel_size}")
+    rank, world, _ = dist.init()
+    predictor = Predictor(bundle, scale=scale, progress=progress and dist.is_main(),
+                          **task_options(bundle, options))
+    kind = bundle.task.result_kind
     out = Path(out)
-    if bundle.task != "instance":
-        import importlib
-
-        mod = importlib.import_module(f"morphoscope.{'semantic' if bundle.task == 'semantic' else 'classify'}.predict")
-        extra = {k: v for k, v in (("threshold", threshold), ("axes", axes)) if v is not None}
-        return mod.predict(paths, out, bundle=bundle, overwrite=overwrite, measure=measure,
-                           pixel_size=pixel_size, progress=progress, **extra)
-    names = [p.stem for p in paths]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InputError(f"several input images share the name(s) {', '.join(dupes[:5])}; outputs would collide")
-    targets = [q for n in names for q in output_paths(out, n, bundle.class_names)] + [out / "predictions.json"]
-    if measure:
-        targets.append(out / "measurements.csv")
-    check_writable(targets, overwrite=overwrite)
-    prepare_output_dir(out)
-
-    images_meta, anns, tables = [], [], []
-    iterator = paths
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(paths, desc="predict", unit="image")
-    for image_id, path in enumerate(iterator, start=1):
-        img = read_2d_image(path)
-        pred = predict_instances(bundle, img)
-        labels, classes, scores = label_arrays(pred, score_threshold)
-        write_instance_outputs(out, path.stem, img, labels, classes, bundle.class_names, overwrite=overwrite)
-        images_meta.append({"id": image_id, "file_name": path.name, "height": int(img.shape[0]),
-                            "width": int(img.shape[1])})
-        anns += coco_annotations_from_labels(labels, classes, scores, image_id=image_id, start_id=len(anns) + 1)
-        if measure:
-            tables.append(_measure(labels, img, classes, scores, bundle.class_names, path, pixel_size))
-    info = {"model": bundle.name, "model_path": str(bundle.path) if bundle.path else None,
-            "task": bundle.task, "score_threshold": score_threshold, "device": str(bundle.device),
-            "model_metrics": bundle.metrics}
-    from morphoscope import __version__
-
-    info["morphoscope"] = __version__
-    write_predictions_json(out / "predictions.json", images_meta, anns, bundle.class_names, info,
-                           overwrite=overwrite)
-    if measure:
-        from morphoscope.morphology import concat_tables, write_table
-
-        write_table(concat_tables(tables), out / "measurements.csv", overwrite=overwrite)
+    folder = OutputFolder(out, class_names=bundle.class_names, info=_info(bundle, predictor), overwrite=overwrite,
+                          resume=resume, measure=measure, pixel_size=pixel_size)
+    items = [InputFile(name=name, path=Path(files[0]), file_name=Path(files[0]).name,
+                       extra={"files": [Path(f) for f in files]}) for name, files in groups]
+    if dist.is_main():
+        todo = folder.prepare(items, kind)
+    dist.barrier()
+    if not dist.is_main():
+        todo = [it for it in items if not (resume and folder.done(it.name))]
+    mine = todo[rank::world]
+    failed = _predict_files(predictor, folder, mine, bundle=bundle, axes=axes, strict=strict,
+                            progress=progress and dist.is_main(), on_result=on_result)
+    failed = dist.gather_lists(failed)
+    dist.barrier()
+    if dist.is_main():
+        summary = folder.finish([it.name for it in items])
+        for name, warns in summary["warnings"].items():
+            for w in warns:
+                warnings.warn(f"{name}: {w}", stacklevel=2)
+    dist.barrier()
+    if failed:
+        raise PredictionErrors(failed, done=len(items) - len(failed), out=out)
     return out
 
 
-def _measure(labels, image, classes, scores, class_names, path, pixel_size):
-    from morphoscope.morphology import measure_labels
+def _cuda() -> bool:
+    import torch
 
-    n = int(labels.max(initial=0))
-    return measure_labels(labels, image=image, pixel_size=pixel_size, image_name=path.stem,
-                          scores={k: float(scores[k]) for k in range(1, n + 1)},
-                          classes={k: int(classes[k]) for k in range(1, n + 1)}, class_names=class_names)
+    return torch.cuda.is_available()
+
+
+def _info(bundle, predictor) -> dict:
+    from morphoscope.models.checkpoint import versions
+
+    return {"model": bundle.name, "model_file": bundle.path.name if bundle.path else None,
+            "task": bundle.task.name, "device": str(bundle.device), "settings": predictor.inference.settings(),
+            "score_threshold": predictor.inference.threshold if predictor.inference.threshold_kind == "score" else None,
+            "model_metrics": bundle.metrics, "versions": versions()}
+
+
+def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[InputFile], *, bundle, axes,
+                   strict, progress, on_result=None) -> list[tuple[str, str]]:
+    """Predict and write ``items``; returns the failures (file name, message)."""
+    failed: list[tuple[str, str]] = []
+    failed_names: set[str] = set()
+    opened: dict[str, tuple[InputFile, list[PlaneInput]]] = {}
+    lock = threading.Lock()
+
+    def planes():
+        for it in items:
+            try:
+                item, plist = open_input(it, bundle=bundle, inference=predictor.inference, axes=axes)
+            except MorphoscopeError as exc:
+                with lock:
+                    opened[it.name] = (it, [])
+                if strict:
+                    raise
+                yield PlaneInput(it.name, np.zeros((0, 0)), path=it.path, key=("error", it.name, exc))
+                continue
+            with lock:
+                opened[it.name] = (item, plist)
+            for i, pl in enumerate(plist):
+                pl.key = (it.name, i, len(plist))
+                yield pl
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="predict", unit="image", dynamic_ncols=True)
+    pending: dict[str, list] = {}
+    futures = []
+    with ThreadPoolExecutor(max_workers=1) as pool:  # writing overlaps the next image's compute
+        for pl, res in predictor.run(planes()):
+            if pl.key and pl.key[0] == "error":
+                res = pl.key[2]
+            name = pl.name
+            if name in failed_names:  # another plane of a file that already failed
+                continue
+            if isinstance(res, BaseException):
+                if strict or not isinstance(res, MorphoscopeError):
+                    raise res
+                failed_names.add(name)
+                failed.append((str(pl.path.name if pl.path else name), res.message))
+                pending.pop(name, None)
+                if bar is not None:
+                    bar.update()
+                continue
+            _, i, n = pl.key
+            pending.setdefault(name, [None] * n)[i] = (res, pl)
+            if all(v is not None for v in pending[name]):
+                item, _ = opened[name]
+                done = pending.pop(name)
+                results = [r for r, _ in done]
+                arrays = [p.read() for _, p in done]
+                if on_result is not None:
+                    on_result(item, results, arrays)
+                futures.append(pool.submit(folder.write, item, results, arrays))
+                with lock:
+                    opened.pop(name, None)
+                if bar is not None:
+                    bar.update()
+            for f in [f for f in futures if f.done()]:
+                f.result()  # an error while writing stops the run
+                futures.remove(f)
+        for f in futures:
+            f.result()
+    if bar is not None:
+        bar.close()
+    return failed

@@ -1,1 +1,2 @@
-"""Training: datasets with augmentation, the per-epoch engine, checkpoints and the run driver."""
+"""Training as users run it: ``train`` (:mod:`.run`) and the Optuna search ``tune`` (:mod:`.tune`),
+on the one training loop of :mod:`morphoscope.engine.training`."""

@@ -79,7 +79,7 @@ class ResNetClassifier(nn.Module):
 
 
 def build_from_config(cfg, num_classes: int) -> ResNetClassifier:
-    """The architecture of ``cfg`` (a :class:`~morphoscope.classify.config.ClassifyConfig`) with
+    """The architecture of ``cfg`` (a :class:`~morphoscope.tasks.classify.config.ClassifyConfig`) with
     random weights: used to load checkpoints, never downloads nor reads ``weights``."""
     in_channels = cfg.model.in_channels
     if in_channels is None:
@@ -94,7 +94,7 @@ def build_model(cfg, num_classes: int) -> ResNetClassifier:
     m = cfg.model
     state = None
     if m.weights is not None:
-        from morphoscope.models.registry import read_weights_file
+        from morphoscope.models.checkpoint import read_weights_file
 
         state = read_weights_file(m.weights)
     elif m.pretrained == "imagenet":

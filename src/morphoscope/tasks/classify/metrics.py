@@ -183,13 +183,13 @@ def read_classifications_csv(path) -> tuple[list[str], list[str], np.ndarray, np
 
 def evaluate_classifications(pred, gt, *, channels=None, images=None) -> dict:
     """Score a ``classifications.csv`` (or its folder) against a labelled dataset ``gt`` (CSV
-    or class folders, :func:`~morphoscope.classify.data.load_classification_dataset`; per-channel
+    or class folders, :func:`~morphoscope.tasks.classify.data.load_classification_dataset`; per-channel
     file names from ``channels`` or the model's, recorded in ``classification_info.json``). Rows
     are paired by image name; every GT image needs a row. Returns :func:`classification_metrics`
     plus ``"gt"`` and ``"pred"``."""
     from pathlib import Path
 
-    from morphoscope.classify.data import load_classification_dataset
+    from morphoscope.tasks.classify.data import load_classification_dataset
     from morphoscope.errors import InputError
 
     names, class_names, probs, decisions = read_classifications_csv(pred)

@@ -57,6 +57,15 @@ def reduce_dict(d: dict) -> dict:
     return dict(zip(keys, vals))
 
 
+def gather_lists(items: list) -> list:
+    """Concatenate a list from every process (in rank order); a no-op in one process."""
+    if not is_dist():
+        return items
+    parts: list = [None] * world()
+    tdist.all_gather_object(parts, items)
+    return [x for p in parts for x in p]
+
+
 def cleanup() -> None:
     if is_dist():
         tdist.destroy_process_group()

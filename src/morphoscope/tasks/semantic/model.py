@@ -40,7 +40,7 @@ def build_model(model_cfg, num_classes: int, *, load_weights: bool = True) -> to
 
 
 def _load_weights(net, path) -> None:
-    from morphoscope.models.registry import read_weights_file
+    from morphoscope.models.checkpoint import read_weights_file
 
     state = read_weights_file(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -64,7 +64,7 @@ def _load_weights(net, path) -> None:
 
 
 def build_from_config(cfg, num_classes: int) -> torch.nn.Module:
-    """Called by :func:`morphoscope.models.registry.build_from_checkpoint` (weights come after)."""
+    """The architecture of a config, without weights (checkpoints are loaded into it)."""
     return build_model(cfg.model, num_classes, load_weights=False)
 
 

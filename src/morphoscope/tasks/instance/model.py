@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Optional
+
+import torch
 
 from torch import nn
 from torchvision.models.detection import MaskRCNN
@@ -17,7 +20,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_ops
 
-from morphoscope.config import MaskRCNNModelConfig
+from morphoscope.tasks.instance.config import MaskRCNNModelConfig
 from morphoscope.errors import ConfigError
 
 
@@ -47,7 +50,8 @@ class FixedScaleTransform(GeneralizedRCNNTransform):
             pred["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
         return result
 
-    def resize(self, image, target=None):
+    def resize(self, image: torch.Tensor, target: Optional[dict[str, torch.Tensor]] = None
+               ) -> tuple[torch.Tensor, Optional[dict[str, torch.Tensor]]]:
         if self.scale == 1.0:
             return image, target
         h, w = image.shape[-2:]
@@ -126,7 +130,7 @@ def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=Non
 def load_weights_file(model: MaskRCNN, path: Path) -> None:
     """Load a local weights file into ``model``: a whole-model state dict (a morphoscope checkpoint
     or torchvision's file) or a plain ResNet backbone state dict (ImageNet weights)."""
-    from morphoscope.models.registry import read_weights_file
+    from morphoscope.models.checkpoint import read_weights_file
 
     path = Path(path)
     state = read_weights_file(path)

@@ -8,11 +8,11 @@ file's folder. ``tune.space`` declares the Optuna search space for ``morphoscope
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from morphoscope.config import AugmentConfig, NormalizeConfig, Strict, TrainConfig, register_task
+from morphoscope.config import AugmentConfig, InferenceConfig, NormalizeConfig, Strict, TrainConfig, TuneConfig
 
 
 class SemanticNormalizeConfig(NormalizeConfig):
@@ -70,43 +70,6 @@ class PostprocessConfig(Strict):
     threshold: float = Field(0.5, gt=0, lt=1, description="foreground probability threshold")
     seed_threshold: float = Field(0.5, gt=0, lt=1, description="seed: boundary prob below / distance above this")
     min_size: int = Field(10, ge=0, description="objects (and seeds) smaller than this (pixels) are removed")
-    tile_size: int = Field(1024, ge=64, description="sliding-window tile size for large images")
-    tile_overlap: int = Field(64, ge=0)
-    write_prob: bool = Field(False, description="also write NAME_prob.tif (float32 class probabilities)")
-
-
-class ParamSpec(Strict):
-    """One tuned setting: ``low``/``high`` (``log``, int with ``type: int``) or ``choices``."""
-
-    type: Literal["float", "int", "categorical"] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _kind(self):
-        if self.choices is not None:
-            if not self.choices:
-                raise ValueError("choices must not be empty")
-            self.type = "categorical"
-        elif self.low is None or self.high is None:
-            raise ValueError("a tuned setting needs low and high, or choices")
-        elif self.low > self.high:
-            raise ValueError(f"low ({self.low}) is above high ({self.high})")
-        elif self.type is None:
-            self.type = "float"
-        return self
-
-
-class TuneConfig(Strict):
-    metric: Literal["f1@0.5", "iou"] = "f1@0.5"
-    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: train.epochs)")
-    fraction: float = Field(1.0, gt=0, le=1, description="fraction of training images per trial")
-    val_max_images: int | None = Field(None, ge=1)
-    space: dict[str, ParamSpec] = Field(default_factory=dict,
-                                        description="dotted setting -> range, e.g. train.lr: {low: 1e-4, high: 1e-2, log: true}")
-    seed: int = 0
 
 
 class SemanticConfig(Strict):
@@ -120,6 +83,7 @@ class SemanticConfig(Strict):
     train: TrainConfig = TrainConfig(optimizer="adamw", lr=1e-3, warmup_iters=50, batch_size=8)
     augment: AugmentConfig = AugmentConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    inference: InferenceConfig = InferenceConfig()
     tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
@@ -136,5 +100,3 @@ class SemanticConfig(Strict):
     def num_classes(self) -> int:
         return len(self.data.classes)
 
-
-register_task("semantic", SemanticConfig)

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from morphoscope.config import Strict, register_task
+from morphoscope.config import Strict, TuneConfig
 
 
 class ClassifyDataConfig(Strict):
@@ -152,6 +152,6 @@ class ClassifyConfig(Strict):
     loss: ClassifyLossConfig = ClassifyLossConfig()
     train: ClassifyTrainConfig = ClassifyTrainConfig()
     augment: ClassifyAugmentConfig | None = ClassifyAugmentConfig()
+    tune: TuneConfig = TuneConfig()
 
 
-register_task("classify", ClassifyConfig)

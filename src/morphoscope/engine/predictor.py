@@ -1,0 +1,322 @@
+"""The prediction engine: planes -> blocks -> batches -> device -> merge -> one result type.
+
+One :class:`Predictor` serves every caller (``predict``, ``evaluate --model``, ``compare``,
+``demo``, ``tune``, training validation and the web app), so the same image gives the same
+result whichever way it comes in.
+
+* A background thread reads each plane's windows (lazily, from a file if the plane is large),
+  normalises them with statistics taken once per plane, and queues them; the network works on
+  batches of windows meanwhile, across planes and images.
+* Objects are merged by block ownership (:mod:`.tiling`): any image size in bounded memory, no
+  object cut or doubled at a block border, no cap on objects per image.
+* Non-finite pixels are replaced (and the result says so), planes smaller than the model can take
+  are refused with the minimum size, and a plane can be rescaled (``scale``) so its objects have
+  the size the model was trained on; the objects come back on the input's grid.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from morphoscope.engine.objects import Objects
+from morphoscope.engine.result import ImageResult
+from morphoscope.engine.tiling import Block, MergeReport, block_grid, merge_blocks
+from morphoscope.errors import InputError
+
+SAMPLE_PIXELS = 4_000_000
+
+
+@dataclass
+class PlaneInput:
+    """One 2D plane to predict: an array ``(Y, X[, C])`` or a lazy image source and a plane
+    index. ``key`` is the caller's own bookkeeping, handed back with the result."""
+
+    name: str
+    source: Any
+    index: dict = field(default_factory=dict)
+    pixel_size: float | None = None
+    path: Any = None
+    key: Any = None
+    #: normalisation statistics to use instead of the plane's own (e.g. a whole stack's)
+    stats: dict | None = None
+
+    @property
+    def lazy(self) -> bool:
+        return not isinstance(self.source, np.ndarray)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if not self.lazy:
+            return tuple(self.source.shape[:2])
+        meta = self.source.meta
+        return (meta.shape[meta.axes.index("Y")], meta.shape[meta.axes.index("X")])
+
+    def read(self, region: tuple[slice, slice] | None = None) -> np.ndarray:
+        if not self.lazy:
+            return self.source if region is None else self.source[region]
+        return self.source.read(self.index, region=region)
+
+    def sample(self, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
+        if not self.lazy:
+            x = self.source
+            step = int(np.ceil(np.sqrt(x.shape[0] * x.shape[1] / max_pixels))) if x.shape[0] * x.shape[1] > max_pixels else 1
+            return x[::step, ::step]
+        return self.source.sample(self.index, max_pixels=max_pixels)
+
+
+@dataclass
+class _Plane:
+    item: PlaneInput
+    blocks: list[Block]
+    shape: tuple[int, int]  # of the (rescaled) plane the blocks cut
+    outputs: dict = field(default_factory=dict)
+    ended: bool = False
+    error: BaseException | None = None
+    warnings: list[str] = field(default_factory=list)
+    started: float = 0.0
+    bar: Any = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is not None or (self.ended and len(self.outputs) == len(self.blocks))
+
+
+class Predictor:
+    """Run ``bundle`` (a loaded model) on planes. ``options`` go to the task's
+    :meth:`~morphoscope.engine.task.Task.inference` (thresholds, block size, batch size, ...);
+    ``scale`` resizes each plane by that factor before the network."""
+
+    def __init__(self, bundle, *, scale: float = 1.0, progress: bool = False, prefetch: int = 8,
+                 **options):
+        if not (np.isfinite(scale) and scale > 0):
+            raise InputError(f"scale must be a positive number, got {scale}")
+        self.bundle = bundle
+        self.inference = bundle.task.inference(bundle, **options)
+        self.scale = float(scale)
+        self.progress = progress
+        self.prefetch = prefetch
+
+    # ---- public -------------------------------------------------------------------------------
+    def predict(self, image: np.ndarray, *, name: str = "image", pixel_size: float | None = None) -> ImageResult:
+        """One in-memory plane ``(Y, X[, C])`` -> its result (errors are raised)."""
+        for _, res in self.run([PlaneInput(name, np.asarray(image), pixel_size=pixel_size)]):
+            if isinstance(res, BaseException):
+                raise res
+            return res
+        raise RuntimeError("no result")  # pragma: no cover
+
+    def run(self, inputs: Iterable[PlaneInput]) -> Iterator[tuple[PlaneInput, ImageResult | BaseException]]:
+        """Results in input order. A plane that cannot be read or is unsuitable yields its
+        exception (an :class:`InputError` naming the file) instead of stopping the others."""
+        q: queue.Queue = queue.Queue(maxsize=max(2, self.prefetch))
+        stop = threading.Event()
+        reader = threading.Thread(target=self._read_all, args=(inputs, q, stop), daemon=True)
+        reader.start()
+        planes: list[_Plane] = []
+        pending: list[tuple[_Plane, Block, np.ndarray]] = []
+        bs = max(1, int(self.inference.batch_size))
+        try:
+            while True:
+                kind, *payload = q.get()
+                if kind == "plane":
+                    planes.append(payload[0])
+                elif kind == "block":
+                    pending.append(tuple(payload))
+                    if len(pending) >= bs:
+                        self._run_batch(pending)
+                        pending = []
+                elif kind == "end":
+                    payload[0].ended = True
+                elif kind == "error":
+                    payload[0].error = payload[1]
+                elif kind == "fatal":
+                    raise payload[0]
+                if kind == "done":
+                    if pending:
+                        self._run_batch(pending)
+                        pending = []
+                while planes and (planes[0].complete or kind == "done"):
+                    p = planes.pop(0)
+                    yield p.item, self._finish(p)
+                if kind == "done":
+                    return
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock the reader if it waits on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    reader.join(timeout=0.05)
+
+    # ---- reading (background thread) ----------------------------------------------------------
+    def _read_all(self, inputs, q: queue.Queue, stop: threading.Event) -> None:
+        def put(item):
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in inputs:
+                if stop.is_set():
+                    return
+                plane = None
+                try:
+                    plane, source, stats = self._open(item)
+                    if not put(("plane", plane)):
+                        return
+                    for block in plane.blocks:
+                        window = source(block.window)
+                        x = self.inference.prepare(self._finite(window, stats, plane), stats)
+                        if not put(("block", plane, block, x)):
+                            return
+                    put(("end", plane))
+                except Exception as exc:  # reported with the plane; the other planes go on
+                    if plane is None:
+                        plane = _Plane(item, [], (0, 0))
+                        if not put(("plane", plane)):
+                            return
+                    put(("error", plane, exc))
+            put(("done",))
+        except BaseException as exc:  # the input iterator itself failed
+            put(("fatal", exc))
+
+    def _open(self, item: PlaneInput):
+        """Plane statistics, the block grid and a window reader for one plane."""
+        inf = self.inference
+        h, w = item.shape
+        if min(h, w) < inf.min_side:
+            raise InputError(f"image is {h}x{w} pixels; the model needs at least {inf.min_side}x"
+                             f"{inf.min_side}", path=item.path or item.name)
+        warnings: list[str] = []
+        sample = item.sample()
+        if np.issubdtype(sample.dtype, np.floating):
+            finite = np.isfinite(sample)
+            if not finite.all():
+                if not finite.any():
+                    raise InputError("image has no finite pixel values (all NaN or infinite)",
+                                     path=item.path or item.name)
+                share = 1 - finite.mean()
+                warnings.append(f"{share:.1%} of the pixels are NaN or infinite; they were replaced by "
+                                "the image's median value before prediction")
+                fill = float(np.median(sample[finite]))
+                sample = np.where(finite, sample, fill)
+            else:
+                fill = None
+        else:
+            fill = None
+        stats = dict(item.stats) if item.stats is not None else inf.statistics(sample)
+        stats["_fill"] = fill
+        if self.scale != 1.0:
+            from skimage.transform import rescale
+
+            whole = item.read()
+            whole = self._finite(whole, stats, None)
+            scaled = rescale(whole.astype(np.float32), self.scale, order=1, preserve_range=True,
+                             anti_aliasing=self.scale < 1, channel_axis=2 if whole.ndim == 3 else None)
+            shape = scaled.shape[:2]
+            if min(shape) < inf.min_side:
+                raise InputError(f"image rescaled by {self.scale:g} is {shape[0]}x{shape[1]} pixels; the "
+                                 f"model needs at least {inf.min_side}x{inf.min_side}", path=item.path or item.name)
+
+            def source(region, _a=scaled):
+                return _a[region]
+        else:
+            shape = (h, w)
+
+            def source(region):
+                return item.read(region)
+        if inf.tiled:
+            blocks = block_grid(shape, size=inf.block_size, margin=inf.block_margin)
+        else:
+            blocks = [Block(0, (slice(0, shape[0]), slice(0, shape[1])), (slice(0, shape[0]), slice(0, shape[1])))]
+        plane = _Plane(item, blocks, tuple(int(s) for s in shape), warnings=warnings, started=time.time())
+        if self.progress and len(blocks) > 1:
+            from tqdm import tqdm
+
+            plane.bar = tqdm(total=len(blocks), desc=f"  {item.name} blocks", unit="block", leave=False,
+                             mininterval=1)
+        return plane, source, stats
+
+    @staticmethod
+    def _finite(window: np.ndarray, stats: dict, plane) -> np.ndarray:
+        fill = stats.get("_fill")
+        if fill is None or not np.issubdtype(window.dtype, np.floating):
+            return window
+        bad = ~np.isfinite(window)
+        if bad.any():
+            window = np.where(bad, np.asarray(fill, window.dtype), window)
+        return window
+
+    # ---- compute (main thread) ----------------------------------------------------------------
+    def _run_batch(self, pending) -> None:
+        outs = self.inference.run([x for _, _, x in pending])
+        for (plane, block, _), out in zip(pending, outs):
+            plane.outputs[block.index] = out
+            if plane.bar is not None:
+                plane.bar.update()
+
+    def _finish(self, plane: _Plane) -> ImageResult | BaseException:
+        if plane.bar is not None:
+            plane.bar.close()
+        if plane.error is not None:
+            return plane.error
+        inf = self.inference
+        item = plane.item
+        outs = [plane.outputs[b.index] for b in plane.blocks]
+        warnings = list(plane.warnings)
+        objects = maps = class_scores = None
+        if any(o.objects is not None for o in outs):
+            report = MergeReport()
+            objects = merge_blocks([(b, o.objects) for b, o in zip(plane.blocks, outs) if o.objects is not None],
+                                   plane.shape, report=report)
+            if report.cut:
+                warnings.append(f"{report.cut} object(s) were larger than the block margin "
+                                f"({inf.block_margin} px) and may be cut; raise the block margin")
+            if any(o.capped for o in outs):
+                warnings.append("the model reached its limit of detections per window; objects may be "
+                                "missing: use a smaller block size")
+        if any(o.maps is not None for o in outs):
+            maps = _stitch_maps(plane.blocks, outs, plane.shape)
+        if outs and outs[0].class_scores is not None:
+            class_scores = outs[0].class_scores
+        if plane.shape != tuple(item.shape):  # rescaled: back to the input's grid
+            if objects is not None:
+                objects = objects.rescaled(item.shape)
+            maps = None
+        extra = inf.finish(objects, maps, class_scores)
+        return ImageResult(
+            name=item.name, shape=tuple(item.shape), class_names=list(self.bundle.class_names),
+            plane=dict(item.index), objects=objects, class_scores=class_scores, maps=maps,
+            threshold_kind=inf.threshold_kind, threshold=inf.threshold,
+            remake=inf.remake if maps is not None else None, pixel_size=item.pixel_size,
+            warnings=warnings + list(extra.pop("warnings", [])), seconds=time.time() - plane.started,
+            settings={**inf.settings(), "scale": self.scale}, **extra)
+
+
+def _stitch_maps(blocks: list[Block], outs, shape) -> np.ndarray:
+    """Each block's maps over its core, assembled into the whole plane."""
+    first = next(o.maps for o in outs if o.maps is not None)
+    full = np.zeros((first.shape[0], *shape), first.dtype)
+    for b, o in zip(blocks, outs):
+        src = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(b.core, b.window))
+        full[(slice(None), *b.core)] = o.maps[(slice(None), *src)]
+    return full
+
+
+def predict_image(bundle, image: np.ndarray, **options) -> ImageResult:
+    """Shortcut: one in-memory plane through a :class:`Predictor`."""
+    return Predictor(bundle, **options).predict(image)
+
+
+__all__ = ["Objects", "PlaneInput", "Predictor", "predict_image"]

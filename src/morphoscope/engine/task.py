@@ -1,0 +1,190 @@
+"""The task protocol: what a model family provides so that the one training loop and the one
+prediction engine can run it. Each task is one folder under ``morphoscope/tasks`` with a
+:class:`Task` subclass; see docs/architecture.md.
+
+A task provides:
+
+* ``name`` and ``config_schema`` (pydantic; the YAML ``task:`` value selects it),
+* :meth:`Task.build_model` — the network of a config, without weights,
+* :meth:`Task.training_plan` — datasets, loss, validation and what else the loop needs,
+* :meth:`Task.inference` — an :class:`Inference`: how to prepare a window of an image, run the
+  network on a batch of windows, and turn the outputs into objects or class scores.
+
+Everything else (tiling, batching, devices, merging, writing files, checkpoints, resuming,
+torchrun) is the engine's and the same for every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from morphoscope.engine.objects import Objects
+
+
+# --------------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockOutput:
+    """What the network made of one window: objects in window coordinates, dense maps
+    ``(channels, h, w)`` (kept only when asked for), or class scores for the whole image."""
+
+    objects: Objects | None = None
+    maps: np.ndarray | None = None
+    class_scores: np.ndarray | None = None
+    capped: bool = False  # the model hit its cap of detections in this window
+
+
+class Inference:
+    """A model bound to its prediction settings. Subclasses set the attributes and implement
+    :meth:`prepare` and :meth:`run`.
+
+    The engine calls, per plane: :meth:`statistics` on a bounded sample of the plane, then for
+    each window :meth:`prepare`, then :meth:`run` on batches of prepared windows (from one or
+    several planes), then :meth:`finish` with the merged objects.
+    """
+
+    #: windows of at most ``block_size`` pixels with ``block_margin`` pixels of context; a task
+    #: that looks at whole images (classification) sets ``tiled = False``
+    tiled: bool = True
+    block_size: int = 1024
+    block_margin: int = 64
+    batch_size: int = 1
+    #: smallest image side the model can take
+    min_side: int = 8
+    #: what the default threshold thresholds: "score" (objects), "probability" (maps) or None
+    threshold_kind: str | None = "score"
+    threshold: float | None = 0.5
+    #: keep dense maps in the result (the web app's live threshold); costs memory
+    keep_maps: bool = False
+    #: normalise with statistics of a whole stack rather than of each plane
+    per_stack: bool = False
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+
+    @property
+    def device(self) -> torch.device:
+        return self.bundle.device
+
+    def statistics(self, sample: np.ndarray) -> dict:
+        """Normalisation statistics of a plane from a bounded sample of its pixels (native
+        dtype, ``(h, w)`` or ``(h, w, C)``). Default: the model's percentiles."""
+        norm = self.bundle.normalize
+        lo, hi = norm.get("low", 1.0), norm.get("high", 99.8)
+        x = sample.astype(np.float32, copy=False)
+        p_lo, p_hi = (float(v) for v in np.percentile(x, [lo, hi]))
+        return {"low": p_lo, "high": p_hi}
+
+    def prepare(self, window: np.ndarray, stats: dict) -> np.ndarray:
+        """A window of the plane (native dtype) -> the network's float32 ``(C, h, w)`` input."""
+        raise NotImplementedError
+
+    def run(self, batch: list[np.ndarray]) -> list[BlockOutput]:
+        """The network on prepared windows (sizes may differ) -> one output per window."""
+        raise NotImplementedError
+
+    def finish(self, objects: Objects | None, maps: np.ndarray | None,
+               class_scores: np.ndarray | None) -> dict:
+        """Fields of the :class:`~morphoscope.engine.result.ImageResult` beyond the merged
+        objects/maps/scores (e.g. ``decided`` classes). Default: none."""
+        return {}
+
+    def remake(self, maps: np.ndarray, threshold: float) -> Objects:
+        """Objects from kept maps at another probability threshold (tasks with maps)."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The settings recorded with the outputs (predictions.json ``info``)."""
+        return {"threshold": self.threshold, "threshold_kind": self.threshold_kind,
+                "block_size": self.block_size, "block_margin": self.block_margin,
+                "batch_size": self.batch_size}
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    """Validation of one epoch: ``metrics`` (logged), ``score`` (higher is better; picks
+    ``model_best.pt``) and ``extra`` stored in that checkpoint (e.g. tuned thresholds)."""
+
+    metrics: dict
+    score: float
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingPlan:
+    """What a task hands the training loop.
+
+    ``dataset`` has ``set_epoch(epoch)`` and gives each item from (seed, epoch, index) alone, so
+    resumed runs see the same data. ``loss(model, batch, device)`` returns the loss terms of a
+    batch. ``validate(model, device)`` scores the model (None: no validation data).
+    """
+
+    config: Any  # the config as trained (a task may fill in values learnt from the data)
+    class_names: list[str]
+    normalize: dict
+    dataset: torch.utils.data.Dataset
+    loss: Callable[[torch.nn.Module, Any, torch.device], dict]
+    iters_per_epoch: int
+    collate: Callable | None = None
+    validate: Callable[[torch.nn.Module, torch.device], Validation] | None = None
+    extra: dict = field(default_factory=dict)  # stored in every checkpoint (task settings)
+    files: dict[str, str] = field(default_factory=dict)  # written into the run folder once
+    optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None
+    lr_factor: Callable[[int], float] | None = None  # per iteration; default warm-up + cosine
+    #: called at the start of each epoch; returns True when the set of trained parameters
+    #: changed (freeze -> unfreeze), so the loop re-wraps the model for torchrun
+    on_epoch: Callable[[torch.nn.Module, int], bool] | None = None
+    #: what to note about an epoch in ``history.jsonl`` (e.g. a classifier's training phase)
+    epoch_info: Callable[[int], dict] | None = None
+    nonfinite_hint: str = "lower train.lr, raise train.warmup_iters, or check the annotations"
+
+
+class Task:
+    """Base class of a task (one folder under ``morphoscope/tasks``)."""
+
+    name: ClassVar[str]
+    config_schema: ClassVar[type]
+    description: ClassVar[str] = ""
+    #: what its results hold: "objects" (instances) or "classes" (whole-image class scores)
+    result_kind: ClassVar[str] = "objects"
+
+    def build_model(self, cfg, class_names: list[str]) -> torch.nn.Module:
+        """The network of ``cfg`` with random weights (checkpoints are loaded into it)."""
+        raise NotImplementedError
+
+    def training_plan(self, cfg, *, seed: int, world: int) -> TrainingPlan:
+        raise NotImplementedError
+
+    def initial_model(self, cfg, class_names: list[str]) -> torch.nn.Module:
+        """The network to start training from: :meth:`build_model` plus pretrained/offline
+        weights when the config asks for them. Default: random weights."""
+        return self.build_model(cfg, class_names)
+
+    def inference(self, bundle, **options) -> Inference:
+        raise NotImplementedError
+
+    def predict_options(self) -> dict[str, str]:
+        """Prediction options this task takes beyond the common ones: {name: help}."""
+        return {}
+
+    def input_groups(self, bundle, paths) -> list[tuple[str, list]]:
+        """Input files grouped into images ``(name, files)``. Default: one image per file, named
+        by its stem. (A classifier may stack per-channel files ``X_green.png`` ... into ``X``.)"""
+        return [(p.stem, [p]) for p in paths]
+
+    def read_group(self, bundle, name: str, files: list):
+        """A group of several files as one 2D image, or None to read it as an image/stack file."""
+        return None

@@ -1,0 +1,337 @@
+"""The one writer of a prediction folder (docs/outputs.md), for every task and every input shape.
+
+Each input file's outputs are written as soon as its planes are predicted, every file through an
+atomic rename, together with a small record in ``OUT/.morphoscope/``. The run-wide files
+(``predictions.json``, ``measurements.csv``, ``classifications.csv``) are assembled from those
+records at the end, so a run killed half-way keeps its finished images and ``--resume`` goes on
+from there. Results are written by what they hold (objects or class scores), never by task.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from morphoscope.engine.objects import Objects
+from morphoscope.engine.result import ImageResult
+from morphoscope.errors import InputError, OutputExistsError
+from morphoscope.io.atomic import atomic_write, check_writable, prepare_output_dir
+
+RECORDS = ".morphoscope"
+PREDICTIONS_JSON = "predictions.json"
+MEASUREMENTS_CSV = "measurements.csv"
+CLASSIFICATIONS_CSV = "classifications.csv"
+CLASSIFICATION_INFO = "classification_info.json"
+#: planes above this many pixels are written block by block (tiled TIFF + OME-Zarr labels), and
+#: their overlay is drawn on a downsampled copy
+LARGE_PIXELS = 8192 * 8192
+OVERLAY_MAX_SIDE = 4096
+
+# Class colours (Okabe-Ito, colour-blind safe); class k uses PALETTE[(k-1) % len]
+PALETTE = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+                    (213, 94, 0), (204, 121, 167), (255, 255, 255)], np.uint8)
+
+
+def safe_class_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, label_classes: np.ndarray) -> np.ndarray:
+    """RGB image with each object's outline (inner boundary) in its class colour;
+    ``label_classes[k]`` is the class of label ``k`` (index 0 unused)."""
+    from skimage.segmentation import find_boundaries
+
+    from morphoscope.io.images import to_display_rgb
+
+    rgb = to_display_rgb(image)
+    edges = find_boundaries(labels, mode="inner")
+    cls = label_classes[labels[edges]]
+    rgb[edges] = PALETTE[(cls - 1) % len(PALETTE)]
+    return rgb
+
+
+@dataclass
+class InputFile:
+    """One input image or stack and how its planes are laid out (axes without C, sizes)."""
+
+    name: str
+    path: Path | None
+    plane_axes: str = ""  # e.g. "TZ"; "" for a 2D image
+    plane_shape: tuple[int, ...] = ()
+    axes: str = "YX"  # label axes as stored in the input (no C)
+    pixel_size: float | None = None
+    z_spacing: float | None = None
+    time_interval: float | None = None
+    ome: bool = False
+    file_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def label_arrays(objects: Objects, *, min_area: int = 1):
+    """Label image plus per-label class and score arrays (index 0 = background)."""
+    labels, index = objects.to_labels(min_area=min_area)
+    classes = np.concatenate([[0], objects.classes[index]]).astype(np.int64)
+    scores = np.concatenate([[0.0], objects.scores[index]]).astype(np.float32)
+    return labels, classes, scores, index
+
+
+class OutputFolder:
+    """A prediction folder being written. ``info`` (model, settings, versions) goes into
+    ``predictions.json``. Objects are written at each result's own threshold."""
+
+    def __init__(self, out: str | Path, *, class_names, info: dict, overwrite: bool = False,
+                 resume: bool = False, measure: bool = False, pixel_size: float | None = None,
+                 min_area: int = 1):
+        self.out = Path(out)
+        self.class_names = list(class_names)
+        self.info = info
+        self.overwrite = overwrite
+        self.resume = resume
+        self.measure = measure
+        self.pixel_size = pixel_size
+        self.min_area = min_area
+        self.records = self.out / RECORDS
+
+    # ---- before the run ---------------------------------------------------------------------
+    def outputs_of(self, item: InputFile, kind: str) -> list[Path]:
+        if kind == "classes":
+            return []
+        ext = ".png" if not item.plane_axes else ".tif"
+        return ([self.out / f"{item.name}_labels.tif", self.out / f"{item.name}_overlay.png"]
+                + [self.out / f"{item.name}_{safe_class_name(c)}{ext}" for c in self.class_names])
+
+    def run_files(self, kind: str) -> list[Path]:
+        if kind == "classes":
+            return [self.out / CLASSIFICATIONS_CSV, self.out / CLASSIFICATION_INFO]
+        return [self.out / PREDICTIONS_JSON] + ([self.out / MEASUREMENTS_CSV] if self.measure else [])
+
+    def prepare(self, items: list[InputFile], kind: str) -> list[InputFile]:
+        """Check names and existing outputs before any work; returns the inputs still to do
+        (all of them, or on ``resume`` those without a finished record)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputExistsError("output path exists and is not a folder", path=self.out)
+        names = [it.name for it in items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InputError(f"several input images share the name(s) {', '.join(dupes[:5])}; "
+                             "outputs would collide")
+        if self.resume:
+            todo = [it for it in items if not self.done(it.name)]
+        else:
+            todo = items
+            targets = self.run_files(kind) + [p for it in items for p in self.outputs_of(it, kind)]
+            check_writable(targets, overwrite=self.overwrite)
+        prepare_output_dir(self.out)
+        self.records.mkdir(exist_ok=True)
+        for part in list(self.out.glob(".*.part")) + list(self.records.glob(".*.part")):
+            part.unlink(missing_ok=True)  # left by a killed run: never a finished file
+        if not self.resume:
+            for rec in self.records.glob("*.json"):
+                rec.unlink()
+            for rec in self.records.glob("*.csv"):
+                rec.unlink()
+        return todo
+
+    def record(self, name: str, suffix: str) -> Path:
+        """The record file of input ``name`` (names may hold '/', e.g. class-folder images)."""
+        from urllib.parse import quote
+
+        return self.records / f"{quote(name, safe='')}{suffix}"
+
+    def done(self, name: str) -> bool:
+        return self.record(name, ".json").is_file()
+
+    # ---- one input --------------------------------------------------------------------------
+    def write(self, item: InputFile, results: list[ImageResult], planes: list[np.ndarray | None]) -> dict:
+        """Write one input's files from the results of its planes (in ``item``'s plane order)."""
+        kind = results[0].kind
+        if kind == "classes":
+            record = self._classification_record(item, results[0])
+            table = None
+        else:
+            record, table = self._objects(item, results, planes)
+        record["warnings"] = sorted({w for r in results for w in r.warnings})
+        if table is not None:
+            from morphoscope.morphology import write_table
+
+            write_table(table, self.record(item.name, ".csv"), overwrite=True)
+        with atomic_write(self.record(item.name, ".json"), mode="w") as fh:
+            json.dump(record, fh)
+        return record
+
+    def _objects(self, item: InputFile, results, planes):
+        from morphoscope.io.stacks import write_stack
+
+        per_plane = []
+        offset = 0
+        for res in results:
+            objs = res.objects_at()  # at the result's own threshold (score or probability)
+            labels, classes, scores, index = label_arrays(objs, min_area=self.min_area)
+            per_plane.append((res, objs.select(index), labels, classes, scores, offset))
+            offset += len(index)
+        total = offset
+        dtype = np.uint16 if total < 65535 else np.uint32
+        stacked = not item.plane_axes == ""
+        sizes = dict(pixel_size=self._pixel_size(item, results[0]), z_spacing=item.z_spacing,
+                     time_interval=item.time_interval)
+        if stacked:
+            can = np.zeros(item.plane_shape + tuple(results[0].shape), dtype)
+            class_can = {k: np.zeros(can.shape, np.uint8) for k in range(1, len(self.class_names) + 1)}
+            for (res, _, labels, classes, _, off), pidx in zip(per_plane, np.ndindex(*item.plane_shape)):
+                lab = np.where(labels > 0, labels.astype(np.int64) + off, 0).astype(dtype)
+                can[pidx] = lab
+                pcls = classes[labels]
+                for k in class_can:
+                    class_can[k][pidx] = ((pcls == k) & (labels > 0)) * 255
+            order = item.plane_axes + "YX"
+            axes = item.axes
+            write_stack(self.out / f"{item.name}_labels.tif", _to_axes(can, order, axes), axes,
+                        ome=item.ome or None, overwrite=True, **sizes)
+            for k, c in enumerate(self.class_names, start=1):
+                write_stack(self.out / f"{item.name}_{safe_class_name(c)}.tif", _to_axes(class_can[k], order, axes),
+                            axes, ome=item.ome or None, overwrite=True, **sizes)
+            mid = len(per_plane) // 2
+            _, _, labels, classes, _, _ = per_plane[mid]
+            over_plane = planes[mid]
+        else:
+            _, _, labels, classes, _, _ = per_plane[0]
+            write_stack(self.out / f"{item.name}_labels.tif", labels.astype(dtype), "YX", overwrite=True,
+                        compression="zlib", **sizes)
+            for k, c in enumerate(self.class_names, start=1):
+                from morphoscope.io.images import write_png
+
+                write_png(self.out / f"{item.name}_{safe_class_name(c)}.png",
+                          (((classes[labels] == k) & (labels > 0)) * 255).astype(np.uint8), overwrite=True)
+            over_plane = planes[0]
+        if over_plane is not None:
+            from morphoscope.io.images import write_png
+
+            write_png(self.out / f"{item.name}_overlay.png", overlay(over_plane, labels, classes), overwrite=True)
+        if all(r.maps is not None for r in results):
+            self._write_maps(item, results, sizes)
+        # COCO entries, one image entry per plane
+        images, anns, tables = [], [], []
+        for (res, objs, labels, classes, scores, off), plane, pidx in zip(
+                per_plane, planes, np.ndindex(*item.plane_shape) if stacked else [()]):
+            h, w = res.shape
+            entry = {"file_name": item.file_name, "height": int(h), "width": int(w)}
+            if stacked:
+                entry["plane"] = {a: int(i) for a, i in zip(item.plane_axes, pidx)}
+            image_anns = []
+            for i in range(len(objs)):
+                rle = objs.rle(i)
+                image_anns.append(_annotation(rle, int(objs.classes[i]), float(objs.scores[i]), off + i + 1))
+            images.append({"entry": entry, "annotations": image_anns})
+            if self.measure:
+                tables.append(self._measure(labels, plane, classes, scores, item, res, entry.get("plane")))
+        table = None
+        if self.measure:
+            from morphoscope.morphology import concat_tables
+
+            table = concat_tables(tables)
+        return {"name": item.name, "kind": "objects", "images": images, "objects": total}, table
+
+    def _write_maps(self, item: InputFile, results, sizes) -> None:
+        """``NAME_prob.tif``: float32 probability of each foreground class (kept maps)."""
+        from morphoscope.io.stacks import write_stack
+
+        k = len(self.class_names)
+        probs = np.stack([r.maps[1:k + 1].astype(np.float32) for r in results])  # (planes, K, H, W)
+        probs = probs.reshape(item.plane_shape + probs.shape[1:]) if item.plane_axes else probs[0]
+        axes = item.plane_axes + "CYX"
+        if k == 1:
+            probs = probs.reshape(probs.shape[:-3] + probs.shape[-2:])
+            axes = item.plane_axes + "YX"
+        write_stack(self.out / f"{item.name}_prob.tif", probs, axes, ome=item.ome or None, overwrite=True, **sizes)
+
+    def _pixel_size(self, item: InputFile, res: ImageResult):
+        if self.pixel_size is not None:
+            return self.pixel_size
+        return res.pixel_size if res.pixel_size is not None else item.pixel_size
+
+    def _measure(self, labels, plane, classes, scores, item, res, plane_index):
+        from morphoscope.morphology import measure_labels
+
+        n = int(labels.max(initial=0))
+        table = measure_labels(labels, image=plane, pixel_size=self._pixel_size(item, res), image_name=item.name,
+                               scores={k: float(scores[k]) for k in range(1, n + 1)},
+                               classes={k: int(classes[k]) for k in range(1, n + 1)},
+                               class_names=self.class_names)
+        for a, i in reversed(list((plane_index or {}).items())):
+            table.insert(1, a.lower(), int(i))
+        return table
+
+    def _classification_record(self, item: InputFile, res: ImageResult) -> dict:
+        probs = np.asarray(res.class_scores, np.float64)
+        decided = set(res.decided or [])
+        row = {"image": item.name, "file": item.file_name}
+        for n, p in zip(self.class_names, probs):
+            row[f"prob_{n}"] = round(float(p), 6)
+        ids = [k for k, n in enumerate(self.class_names) if n in decided]
+        row["labels"] = " ".join(str(k) for k in ids)
+        row["label_names"] = ";".join(self.class_names[k] for k in ids)
+        return {"name": item.name, "kind": "classes", "row": row}
+
+    # ---- the run-wide files -----------------------------------------------------------------
+    def finish(self, names: list[str]) -> dict:
+        """Assemble the run-wide files from the records of ``names`` (in this order); inputs
+        without a record (failed) are left out. Returns a summary."""
+        records = []
+        for n in names:
+            p = self.record(n, ".json")
+            if p.is_file():
+                records.append(json.loads(p.read_text()))
+        kinds = {r["kind"] for r in records}
+        if kinds == {"classes"}:
+            self._finish_classes(records)
+        elif records:
+            self._finish_objects(records)
+        return {"written": len(records), "warnings": {r["name"]: r["warnings"] for r in records if r.get("warnings")}}
+
+    def _finish_objects(self, records) -> None:
+        images, anns = [], []
+        for rec in records:
+            for im in rec["images"]:
+                image_id = len(images) + 1
+                images.append({"id": image_id, **im["entry"]})
+                for a in im["annotations"]:
+                    anns.append({"id": len(anns) + 1, "image_id": image_id, **a})
+        data = {"info": self.info, "images": images,
+                "categories": [{"id": k, "name": c} for k, c in enumerate(self.class_names, start=1)],
+                "annotations": anns}
+        with atomic_write(self.out / PREDICTIONS_JSON, overwrite=True, mode="w") as fh:
+            json.dump(data, fh)
+        if self.measure:
+            from morphoscope.morphology import concat_tables, read_table, write_table
+
+            tables = [read_table(self.record(r["name"], ".csv")) for r in records
+                      if self.record(r["name"], ".csv").is_file()]
+            write_table(concat_tables(tables), self.out / MEASUREMENTS_CSV, overwrite=True)
+
+    def _finish_classes(self, records) -> None:
+        import pandas as pd
+
+        rows = [r["row"] for r in records]
+        with atomic_write(self.out / CLASSIFICATIONS_CSV, overwrite=True, mode="w") as fh:
+            pd.DataFrame(rows).to_csv(fh, index=False)
+        with atomic_write(self.out / CLASSIFICATION_INFO, overwrite=True, mode="w") as fh:
+            json.dump({**self.info, **self.info.get("settings", {}), "class_names": self.class_names,
+                       "images": len(rows)}, fh, indent=2)
+            fh.write("\n")
+
+
+def _annotation(rle: dict, category: int, score: float, label: int) -> dict:
+    from pycocotools import mask as mask_utils
+
+    enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return {"category_id": category, "segmentation": rle, "area": float(mask_utils.area(enc)),
+            "bbox": [float(v) for v in mask_utils.toBbox(enc).tolist()], "score": score, "label": label,
+            "iscrowd": 0}
+
+
+def _to_axes(arr: np.ndarray, order: str, axes: str) -> np.ndarray:
+    """``arr`` with axes ``order`` -> the stored order ``axes``."""
+    return np.ascontiguousarray(np.transpose(arr, [order.index(a) for a in axes]))

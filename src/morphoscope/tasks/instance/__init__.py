@@ -1,0 +1,5 @@
+"""``task: instance`` — Mask R-CNN instance segmentation (see :mod:`.task`)."""
+
+from morphoscope.tasks.instance.task import InstanceTask
+
+TASK = InstanceTask()
