@@ -16,6 +16,8 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BBBC_VAL = DATA / "bbbc039" / "validation"
 # 142 nuclei (more than COCO's default 100 detections), 43 nuclei, and an image without nuclei.
 PREFIXES = ("IXMtest_C18_s1_", "IXMtest_B24_s9_", "IXMtest_L10_s6_")
+# Predicted with the shipped model: the three above and two more.
+SHIPPED_PREFIXES = (*PREFIXES, "IXMtest_A02_s1_", "IXMtest_P21_s5_")
 
 
 def perturb(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[int, float]]:

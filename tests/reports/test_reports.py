@@ -60,12 +60,24 @@ def test_report_with_ground_truth(pred_gt, tmp_path):
         assert f'<section id="{s}">' in text
     assert_self_contained(text)
     images = embedded_images(text)
-    # 3 distributions, scatter matrix, score histogram, 2 overlays, 2 P/R/F1 curves
-    assert len(images) == 9
+    # 3 distributions, scatter matrix, score histogram, 2 overlays, 2 P/R/F1 curves, per image
+    assert len(images) == 10
     assert all(im.width > 100 and im.height > 100 for im in images)
     assert "test-model" in text  # settings from predictions.json info
     assert "Best score threshold" in text and "Best IoU threshold" in text
     assert "intensity_mean" in text and "nucleus" in text
+    # per-image section: the DSB score and one table row per image, worst first
+    from morphoscope.metrics.evaluate import evaluate
+
+    official = evaluate(pred, gt)
+    assert f"<b>DSB score</b> {official['dsb_score']:.3f}" in text
+    assert 'alt="per-image F1 and DSB score"' in text
+    section = text[text.index('id="per-image"'):text.index('id="definitions"')]
+    worst_first = sorted(official["per_image"], key=lambda r: r["dsb_score"])
+    assert [section.index(f'<td class="l">{r["image"]}</td>') for r in worst_first] == sorted(
+        section.index(f'<td class="l">{r["image"]}</td>') for r in worst_first)
+    mean_f1 = f"{official['per_image_mean']['0.5']['f1']:.4g}"
+    assert mean_f1 in text
     with pytest.raises(Exception, match="already exists"):
         build_report(pred, out)
 
@@ -173,6 +185,11 @@ def test_iou_curve_matches_evaluate(pred_gt):
         assert curves["iou"]["f1"][i] == pytest.approx(stats["f1"])
     best = curves["iou"]["best_index"]
     assert curves["iou"]["f1"][best] == max(curves["iou"]["f1"])
+    # the report's per-image rows, means and DSB score are evaluate's
+    ev = evaluate(pred, gt)
+    assert curves["per_image"] == ev["per_image"]
+    assert curves["per_image_mean"] == ev["per_image_mean"]
+    assert curves["dsb_score"] == ev["dsb_score"] is not None
 
 
 def test_figures_per_group_and_class():

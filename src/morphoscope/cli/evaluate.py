@@ -15,6 +15,9 @@ from morphoscope.io.atomic import atomic_write, check_writable
 PRED_HELP = "Output folder of 'morphoscope predict' (NAME_labels.tif + predictions.json)."
 GT_HELP = "Annotated dataset: images/ + labels/ folder, Kaggle folder or COCO .json file."
 MAXDET_HELP = "Highest-scoring detections per image that COCO AP considers."
+PER_IMAGE_HELP = ("Also write one row per image here (CSV: image, n_gt, n_pred, then TP, FP, FN, "
+                  "precision, recall, F1 and AP=TP/(TP+FP+FN) at each IoU threshold, and the "
+                  "image's DSB score).")
 
 
 def register(app: typer.Typer) -> None:
@@ -26,16 +29,27 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--json", help="Also write the full result here.")] = None,
         max_detections: Annotated[
             int, typer.Option("--max-detections", min=1, help=MAXDET_HELP)] = 1000,
+        per_image_out: Annotated[
+            Path | None, typer.Option("--per-image", help=PER_IMAGE_HELP)] = None,
         overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace an existing --json file.")] = False,
+            bool, typer.Option("--overwrite",
+                               help="Replace existing --json and --per-image files.")] = False,
     ) -> None:
-        """Object matching (precision, recall, F1 at IoU 0.5..0.95) and COCO mask/box AP."""
-        from morphoscope.metrics.evaluate import evaluate, format_table
+        """Object matching (precision, recall, F1 at IoU 0.5..0.95, pooled and mean per image;
+        DSB score) and COCO mask/box AP."""
+        from morphoscope.metrics.evaluate import evaluate, format_table, write_per_image_csv
 
-        if json_out is not None:
-            check_writable([json_out], overwrite=overwrite)  # fail before the work, not after
+        outputs = [p for p in (json_out, per_image_out) if p is not None]
+        if json_out is not None and per_image_out is not None and (
+                json_out.resolve() == per_image_out.resolve()):
+            raise typer.BadParameter("--json and --per-image name the same file",
+                                     param_hint="--per-image")
+        check_writable(outputs, overwrite=overwrite)  # fail before the work, not after
         if (pred / "classifications.csv").is_file():  # a classification model's predictions
-            from morphoscope.classify.metrics import evaluate_classifications, format_metrics
+            if per_image_out is not None:
+                raise typer.BadParameter("per-image rows are for segmentation predictions; this "
+                                         "folder holds classifications", param_hint="--per-image")
+            from morphoscope.tasks.classify.metrics import evaluate_classifications, format_metrics
 
             result = evaluate_classifications(pred, gt)
             typer.echo(format_metrics(result))
@@ -49,6 +63,8 @@ def register(app: typer.Typer) -> None:
         for w in caught:
             typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
         typer.echo(format_table(result))
+        if per_image_out is not None:
+            write_per_image_csv(result, per_image_out, overwrite=overwrite)
         if json_out is not None:
             with atomic_write(json_out, overwrite=overwrite, mode="w") as fh:
                 json.dump(result, fh, indent=2)

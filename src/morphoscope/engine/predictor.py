@@ -237,7 +237,7 @@ class Predictor:
             def source(region):
                 return item.read(region)
         if inf.tiled:
-            blocks = block_grid(shape, size=inf.block_size, margin=inf.block_margin)
+            blocks = block_grid(shape, size=inf.block_size, margin=inf.block_margin, align=inf.block_align)
         else:
             blocks = [Block(0, (slice(0, shape[0]), slice(0, shape[1])), (slice(0, shape[0]), slice(0, shape[1])))]
         plane = _Plane(item, blocks, tuple(int(s) for s in shape), warnings=warnings, started=time.time())

@@ -56,6 +56,8 @@ class Inference:
     tiled: bool = True
     block_size: int = 1024
     block_margin: int = 64
+    #: windows start on multiples of this (the network's coarsest stride: shift invariance)
+    block_align: int = 32
     batch_size: int = 1
     #: smallest image side the model can take
     min_side: int = 8

@@ -1,8 +1,8 @@
 """Any image size with bounded memory: blocks with a margin, and each object owned by one block.
 
 A plane is cut into blocks whose *cores* partition it; each block's *window* adds a margin of
-context on every side (windows are shifted inwards at the image border so that all windows of a
-large plane have the same size and batch together). The network sees a window; of the objects it
+context on every side and starts on a multiple of the network's coarsest stride, so that the
+network sees the window's pixels on the grid of a whole-image pass. The network sees a window; of the objects it
 finds, a block keeps those whose centre lies in its core. An object narrower than the margin is
 therefore seen whole by the block that keeps it, and never cut or counted twice; that is the rule
 of StarDist's ``big.py``, here applied to any task that returns objects.
@@ -39,30 +39,30 @@ class Block:
         return tuple(s.stop - s.start for s in self.window)
 
 
-def _axis_blocks(n: int, size: int, margin: int) -> list[tuple[slice, slice]]:
-    """(window, core) along one axis."""
+def _axis_blocks(n: int, size: int, margin: int, align: int) -> list[tuple[slice, slice]]:
+    """(window, core) along one axis. Windows start on multiples of ``align`` (the network's
+    coarsest stride), so that every window sees its content on the same pixel grid as a
+    whole-image pass would: a CNN is only shift-invariant in steps of its stride."""
     if n <= size:
         return [(slice(0, n), slice(0, n))]
-    core = size - 2 * margin
+    core = size - 2 * margin - (align - 1)  # an aligned window still has ``margin`` both sides
     if core < 1:
         raise ValueError(f"block size {size} leaves no core inside a margin of {margin}")
     out = []
     starts = list(range(0, n, core))
     for i, a in enumerate(starts):
         b = min(a + core, n)
-        if i == 0:
-            a = 0
-        if i == len(starts) - 1:
-            b = n
-        w0 = min(max(a - margin, 0), n - size)
-        out.append((slice(w0, w0 + size), slice(a, b)))
+        w0 = max(0, (a - margin) // align * align)
+        w1 = min(n, w0 + size)
+        out.append((slice(w0, w1), slice(a, b)))
     return out
 
 
-def block_grid(shape, *, size: int, margin: int) -> list[Block]:
+def block_grid(shape, *, size: int, margin: int, align: int = 1) -> list[Block]:
     """Blocks covering a plane of ``shape`` (2D or 3D spatial); a plane no larger than ``size``
-    along every axis is one block."""
-    per_axis = [_axis_blocks(int(n), int(size), int(margin)) for n in shape]
+    along every axis is one block. Windows are at most ``size`` long and start on multiples of
+    ``align``."""
+    per_axis = [_axis_blocks(int(n), int(size), int(margin), max(1, int(align))) for n in shape]
     blocks = []
     for idx in np.ndindex(*[len(a) for a in per_axis]):
         parts = [per_axis[ax][i] for ax, i in enumerate(idx)]

@@ -1,13 +1,17 @@
-"""Convert an annotated dataset between COCO JSON, instance-label folders and Kaggle mask folders.
+"""Convert an annotated dataset (any layout :func:`~.dataset.load_instance_dataset` reads: label
+folders, Kaggle folders, COCO, Label Studio and CVAT exports and their zips) into COCO JSON, an
+instance-label folder or Kaggle mask folders.
 
-Images are copied byte for byte; masks are converted losslessly. A label folder cannot hold
-overlapping objects: where COCO masks overlap, the later annotation keeps the shared pixels.
+Images are copied byte for byte and named after the samples (the user's image names, with Label
+Studio's upload prefix stripped); masks are converted losslessly. A label folder cannot hold
+overlapping objects: where masks overlap, the later annotation keeps the shared pixels.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +25,13 @@ from morphoscope.io.images import write_png
 FORMATS = ("coco", "labels", "kaggle")
 
 
-def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: bool = False) -> Path:
+def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: bool = False,
+                    images: str | Path | None = None, class_name: str = "nucleus") -> Path:
     """Convert the dataset at ``src`` (any layout) into ``dst`` in layout ``to``.
+
+    ``images`` is the folder of the user's images for exports without them (matched by name).
+    An export without any annotated object is converted (into empty label images) with a warning;
+    training refuses it (:meth:`~.dataset.InstanceDataset.require_objects`).
 
     ``coco``: ``dst/annotations.json`` + ``dst/images/``; ``labels``: ``dst/images/`` +
     ``dst/labels/NAME.png`` (uint16; ``labels/classes.json`` when there are several classes);
@@ -31,7 +40,10 @@ def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: boo
     """
     if to not in FORMATS:
         raise InputError(f"unknown format '{to}' (choose from {', '.join(FORMATS)})")
-    ds = load_instance_dataset(src)
+    ds = load_instance_dataset(src, images=images, class_name=class_name)
+    if not ds.has_objects():
+        warnings.warn(f"{src}: no annotated objects in its {len(ds)} image(s); the output holds empty "
+                      "annotations (was the export made before anything was annotated?)", stacklevel=2)
     dst = Path(dst)
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise OutputExistsError("output folder is not empty; pass --overwrite to write into it", path=dst)
@@ -46,7 +58,7 @@ def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: boo
         for k, s in enumerate(ds.samples, start=1):
             img = s.load_image()
             masks, classes = s.load_instances(img.shape)
-            fname = s.image_path.name if ds.layout != "kaggle" else f"{s.name}{s.image_path.suffix}"
+            fname = f"{s.name}{s.image_path.suffix}"
             copy_image(s, dst / "images" / fname)
             images.append({"id": k, "file_name": fname, "height": int(img.shape[0]), "width": int(img.shape[1])})
             new = masks_to_coco_annotations(masks, classes, image_id=k, start_id=next_id)

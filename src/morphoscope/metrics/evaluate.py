@@ -1,9 +1,10 @@
 """Score a ``morphoscope predict`` output folder against annotated ground truth.
 
-Two families of numbers are reported (see :mod:`.matching` and :mod:`.coco_eval` for their
-definitions): object matching at IoU thresholds 0.5..0.95 (TP/FP/FN, precision, recall, F1, FNR,
-TP/(TP+FP+FN)), computed on the label images ``NAME_labels.tif``, and COCO mask and box AP of the
-scored objects in ``predictions.json``.
+Two families of numbers are reported (see :mod:`.matching`, :mod:`.per_image` and
+:mod:`.coco_eval` for their definitions): object matching at IoU thresholds 0.5..0.95 (TP/FP/FN,
+precision, recall, F1, FNR, TP/(TP+FP+FN)), computed on the label images ``NAME_labels.tif`` --
+pooled over images, per image, and as the mean over images with the DSB score -- and COCO mask
+and box AP of the scored objects in ``predictions.json``.
 
 GT objects are taken from the dataset's instance-label view (where GT masks overlap, the later
 object keeps the pixel), so both families see the same GT objects. With more than one GT class the
@@ -24,7 +25,8 @@ from morphoscope.formats.coco import masks_to_coco_annotations
 from morphoscope.formats.dataset import load_instance_dataset
 from morphoscope.io.images import read_label_image
 from morphoscope.metrics.coco_eval import SUMMARY_KEYS, coco_evaluate
-from morphoscope.metrics.matching import THRESHOLDS, match, matching_stats
+from morphoscope.metrics.matching import THRESHOLDS, Matching, match, matching_stats
+from morphoscope.metrics.per_image import image_rows, per_image_summary, per_image_table
 
 PREDICTIONS_JSON = "predictions.json"
 
@@ -54,14 +56,22 @@ def evaluate_arrays(
     pred_scores: Sequence[dict[int, float]] | None = None,
     thresholds: Sequence[float] = THRESHOLDS,
     max_detections: int = 1000,
+    image_names: Sequence[str] | None = None,
 ) -> dict:
     """Matching (and, given ``pred_scores``, COCO AP) of in-memory label images, one class.
 
-    ``pred_scores[i]`` maps each label of ``pred_labels[i]`` to its detection score. Returns
-    ``{"matching": ..., "coco": ... or None, "images": N, "objects": {"gt", "pred"}}``.
+    ``pred_scores[i]`` maps each label of ``pred_labels[i]`` to its detection score;
+    ``image_names`` name the per-image rows (default ``"0"``, ``"1"``, ...). Returns
+    ``{"matching": pooled, "per_image_mean", "dsb_score", "per_image": [rows],
+    "images_without_objects", "coco": ... or None, "images": N, "objects": {"gt", "pred"}}``
+    as :func:`evaluate` does.
     """
     if len(gt_labels) != len(pred_labels):
         raise ValueError(f"{len(gt_labels)} GT label images but {len(pred_labels)} predicted")
+    if image_names is None:
+        image_names = [str(i) for i in range(len(gt_labels))]
+    elif len(image_names) != len(gt_labels):
+        raise ValueError(f"{len(image_names)} image names for {len(gt_labels)} images")
     matchings = [match(g, p, thresholds=thresholds) for g, p in zip(gt_labels, pred_labels)]
     coco = None
     if pred_scores is not None:
@@ -73,10 +83,18 @@ def evaluate_arrays(
             results += _label_annotations(np.asarray(p), image_id=i, scores=s)
         coco = coco_evaluate(_gt_coco(images, ["object"], gt_anns), results,
                              max_detections=max_detections)
-    return {"matching": matching_stats(matchings, thresholds=thresholds), "coco": coco,
+    return {"matching": matching_stats(matchings, thresholds=thresholds),
+            **_per_image_results(matchings, image_names), "coco": coco,
             "images": len(matchings),
             "objects": {"gt": sum(m.n_gt for m in matchings),
                         "pred": sum(m.n_pred for m in matchings)}}
+
+
+def _per_image_results(matchings: Sequence[Matching], names: Sequence[str]) -> dict:
+    rows = image_rows(matchings, names)
+    summary = per_image_summary(rows)
+    return {"per_image_mean": summary["per_image_mean"], "dsb_score": summary["dsb_score"],
+            "images_without_objects": summary["images_without_objects"], "per_image": rows}
 
 
 def _read_predictions(pred_dir: Path) -> dict:
@@ -122,9 +140,18 @@ def evaluate(
 
     Prediction and GT images are paired by file stem. Every GT image needs a prediction;
     predicted images absent from the GT are ignored (counted in ``ignored_images``, with a
-    warning). Returns ``{"matching": {threshold: stats}, "coco": {"segm", "bbox",
-    "max_detections"}, "images", "objects": {"gt", "pred"}, "ignored_images", "gt", "pred"}``;
-    object counts are those of the label images.
+    warning). Returns::
+
+        {"matching": {threshold: stats pooled over images},
+         "per_image_mean": {threshold: {precision, recall, f1, ap}: mean over images},
+         "dsb_score": mean over images of each image's mean ap at IoU 0.5:0.05:0.95,
+         "images_without_objects": images with no GT and no predicted object (they score 1),
+         "per_image": [{"image", "n_gt", "n_pred", "tp@0.5", ..., "ap@0.95", "dsb_score"}],
+         "coco": {"segm", "bbox", "max_detections"}, "images", "objects": {"gt", "pred"},
+         "ignored_images", "gt", "pred"}
+
+    (definitions in :mod:`.matching` and :mod:`.per_image`). Object counts are those of the
+    label images; per-image rows are in GT order and named by file stem.
     """
     pred_dir, gt = Path(pred_dir), Path(gt)
     data = _read_predictions(pred_dir)
@@ -161,7 +188,7 @@ def evaluate(
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
 
     class_aware = len(class_names) > 1
-    images, gt_anns, results, matchings = [], [], [], []
+    images, gt_anns, results, matchings, names = [], [], [], [], []
     for image_id, (name, sample) in enumerate(samples.items(), start=1):
         gt_labels, gt_classes = sample.load_label_image()
         h, w = gt_labels.shape
@@ -184,6 +211,7 @@ def evaluate(
                                    pred_classes=pred_classes))
         except ValueError as exc:  # labels in the TIFF that predictions.json does not describe
             raise InputError(f"{exc} in {PREDICTIONS_JSON}", path=label_path) from None
+        names.append(name)
         images.append({"id": image_id, "file_name": sample.image_path.name,
                        "width": w, "height": h})
         gt_anns += _label_annotations(gt_labels, gt_classes, image_id=image_id,
@@ -207,6 +235,7 @@ def evaluate(
     return {
         "matching": matching_stats(matchings, thresholds=thresholds,
                                    class_names=class_names),
+        **_per_image_results(matchings, names),
         "coco": coco,
         "images": len(images),
         "objects": {"gt": sum(m.n_gt for m in matchings), "pred": sum(m.n_pred for m in matchings)},
@@ -214,6 +243,20 @@ def evaluate(
         "gt": str(gt),
         "pred": str(pred_dir),
     }
+
+
+def write_per_image_csv(result: dict, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the per-image rows of an :func:`evaluate` result as CSV (atomically; an existing
+    file is replaced only with ``overwrite``). Columns: ``image, n_gt, n_pred``, then
+    ``tp, fp, fn, precision, recall, f1, ap`` at each IoU threshold (``f1@0.5``), then
+    ``dsb_score``."""
+    from morphoscope.io.atomic import atomic_write
+
+    path = Path(path)
+    table = per_image_table(result["per_image"])
+    with atomic_write(path, overwrite=overwrite, mode="w") as fh:
+        table.to_csv(fh, index=False, lineterminator="\n")
+    return path
 
 
 def _fmt(v: float | None) -> str:
@@ -227,13 +270,29 @@ def format_table(result: dict) -> str:
              f"{result['objects']['pred']} predicted objects"]
     if result.get("ignored_images"):
         lines.append(f"({result['ignored_images']} predicted images not in the GT were ignored)")
+    mean = result.get("per_image_mean") or {}
     lines += ["", "Object matching (TP = one-to-one pairs with IoU >= threshold; "
                   "AP = TP/(TP+FP+FN))",
+              "pooled: TP, FP, FN summed over all images, then the ratios; "
+              f"per image: mean over the {result['images']} images of each image's ratio",
+              f"{'':>5} {' pooled ':-^58} {' mean per image ':-^27}",
               f"{'IoU':>5} {'TP':>7} {'FP':>7} {'FN':>7} {'prec':>6} {'recall':>6} {'F1':>6} "
-              f"{'FNR':>6} {'AP':>6}"]
+              f"{'FNR':>6} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'AP':>6}"]
     for key, s in result["matching"].items():
+        m = mean.get(key)
+        per_image = (" ".join(f"{m[q]:>6.3f}" for q in ("precision", "recall", "f1", "ap"))
+                     if m else "")
         lines.append(f"{key:>5} {s['tp']:>7} {s['fp']:>7} {s['fn']:>7} {s['precision']:>6.3f} "
-                     f"{s['recall']:>6.3f} {s['f1']:>6.3f} {s['fnr']:>6.3f} {s['ap']:>6.3f}")
+                     f"{s['recall']:>6.3f} {s['f1']:>6.3f} {s['fnr']:>6.3f} {s['ap']:>6.3f} "
+                     f"{per_image}".rstrip())
+    if result.get("dsb_score") is not None:
+        line = (f"DSB score (mean over images of each image's mean AP at IoU 0.5:0.05:0.95): "
+                f"{result['dsb_score']:.3f}")
+        empty = result.get("images_without_objects", 0)
+        if empty:
+            line += (f"  ({empty} image{'s' if empty > 1 else ''} without GT or predicted "
+                     "objects score 1)")
+        lines += ["", line]
     coco = result["coco"]
     iou_types = [t for t in ("segm", "bbox") if t in coco]
     lines += ["", f"COCO AP (pycocotools, up to {coco['max_detections']} detections per image)",

@@ -43,24 +43,31 @@ class PredictionErrors(InputError):
 
 def open_input(item: InputFile, *, bundle, inference, axes: str | None = None
                ) -> tuple[InputFile, list[PlaneInput]]:
-    """An input's layout and its 2D planes (in stored order of the non-spatial axes)."""
-    from morphoscope.io.stacks import read_stack
+    """An input's layout and its 2D planes (in stored order of the T and Z axes). Files are
+    opened lazily: a plane's windows are decoded as the engine asks for them."""
+    from morphoscope.io.source import open_image
 
     files = item.extra["files"]
     image = bundle.task.read_group(bundle, item.name, files) if len(files) > 1 else None
     if image is not None:
         return item, [PlaneInput(item.name, image, path=files[0])]
     path = files[0]
-    stack = read_stack(path, axes=axes)
-    layout = InputFile(name=item.name, path=path, plane_axes=stack.plane_axes, plane_shape=stack.plane_shape,
-                       axes=stack.axes.replace("C", ""), pixel_size=stack.pixel_size, z_spacing=stack.z_spacing,
-                       time_interval=stack.time_interval, ome=stack.ome, file_name=path.name, extra=item.extra)
+    source = open_image(path, axes=axes)
+    meta = source.meta
+    plane_axes = meta.plane_axes
+    layout = InputFile(name=item.name, path=path, plane_axes=plane_axes,
+                       plane_shape=tuple(meta.shape[meta.axes.index(a)] for a in plane_axes),
+                       axes=meta.axes.replace("C", ""), pixel_size=meta.pixel_size, z_spacing=meta.z_spacing,
+                       time_interval=meta.time_interval, ome=meta.format == "ome-tiff", file_name=path.name,
+                       extra={**item.extra, "source": source})
+    indices = source.planes()
     stats = None
-    if inference.per_stack and not stack.is_2d:  # one intensity range for the whole stack
-        sample = stack.data.reshape(-1)[:: max(1, stack.data.size // 4_000_000)]
+    if inference.per_stack and len(indices) > 1:  # one intensity range for the whole stack
+        per = max(1, 4_000_000 // len(indices))
+        sample = np.concatenate([source.sample(i, max_pixels=per).reshape(-1) for i in indices])
         stats = inference.statistics(sample)
-    planes = [PlaneInput(item.name, np.ascontiguousarray(plane), index=idx, pixel_size=stack.pixel_size,
-                         path=path, stats=stats) for idx, plane in stack.planes()]
+    planes = [PlaneInput(item.name, source, index=idx, pixel_size=meta.pixel_size, path=path, stats=stats)
+              for idx in indices]
     return layout, planes
 
 
@@ -161,6 +168,15 @@ def _info(bundle, predictor) -> dict:
             "model_metrics": bundle.metrics, "versions": versions()}
 
 
+def _write_and_close(folder: OutputFolder, item: InputFile, results, arrays) -> None:
+    try:
+        folder.write(item, results, arrays)
+    finally:
+        source = item.extra.get("source")
+        if source is not None:
+            source.close()
+
+
 def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[InputFile], *, bundle, axes,
                    strict, progress, on_result=None) -> list[tuple[str, str]]:
     """Predict and write ``items``; returns the failures (file name, message)."""
@@ -218,7 +234,7 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
                 arrays = [p.read() for _, p in done]
                 if on_result is not None:
                     on_result(item, results, arrays)
-                futures.append(pool.submit(folder.write, item, results, arrays))
+                futures.append(pool.submit(_write_and_close, folder, item, results, arrays))
                 with lock:
                     opened.pop(name, None)
                 if bar is not None:

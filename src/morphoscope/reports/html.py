@@ -1,7 +1,8 @@
 """One self-contained HTML report of a prediction folder: settings, summary tables, measurement
 distributions, scatter matrix, score histograms, an overlay gallery and, with ground truth,
-precision/recall/F1 curves. Every image is embedded (base64 ``data:`` URIs) and there is no
-script or external resource, so the file opens offline in any browser and can be mailed.
+precision/recall/F1 curves, pooled and per-image matching tables and the DSB score. Every image
+is embedded (base64 ``data:`` URIs) and there is no script or external resource, so the file
+opens offline in any browser and can be mailed.
 """
 
 from __future__ import annotations
@@ -351,14 +352,62 @@ def _metrics_section(curves: dict | None, gt: Path | None) -> str:
                               "dashed line marks the lowest threshold with the highest F1."))
     parts.append(_figure_html(pr_vs_iou_figure(ic), "precision recall F1 versus IoU",
                               "Every predicted object kept; matching at each IoU threshold."))
+    mean = curves.get("per_image_mean") or {}
     rows = []
     for key, s in curves["matching"].items():
+        m = mean.get(key, {})
         rows.append({"IoU": key, "TP": s["tp"], "FP": s["fp"], "FN": s["fn"],
                      "precision": s["precision"], "recall": s["recall"], "F1": s["f1"],
-                     "TP/(TP+FP+FN)": s["ap"], "mean matched IoU": s["mean_matched_iou"]})
+                     "TP/(TP+FP+FN)": s["ap"], "mean matched IoU": s["mean_matched_iou"],
+                     "F1, mean per image": m.get("f1"),
+                     "TP/(TP+FP+FN), mean per image": m.get("ap")})
     parts.append("<h3>Object matching at IoU 0.5–0.95</h3>")
+    parts.append('<p class="note">TP, FP and FN are summed over all images before the ratios '
+                 "are taken (pooled); the last two columns are instead the mean over images of "
+                 "each image's own ratio, as the 2018 Data Science Bowl, StarDist and Cellpose "
+                 "report it.</p>")
     parts.append(table_html(pd.DataFrame(rows)))
+    parts.append(_per_image_html(curves))
     parts.append("</section>")
+    return "".join(parts)
+
+
+PER_IMAGE_ROWS = 50
+
+
+def _per_image_html(curves: dict) -> str:
+    from morphoscope.reports.plots import per_image_figure
+
+    rows = curves.get("per_image") or []
+    if not rows:
+        return ""
+    parts = ['<h3 id="per-image">Per image</h3>']
+    if curves.get("dsb_score") is not None:
+        empty = curves.get("images_without_objects", 0)
+        note = (f" {empty} image(s) with no GT and no predicted object score 1 (StarDist's "
+                "matching scores them 0)." if empty else "")
+        parts.append(f"<p><b>DSB score</b> {curves['dsb_score']:.3f}: the mean over the "
+                     f"{len(rows)} images of each image's mean TP/(TP+FP+FN) at IoU 0.5, "
+                     f"0.55, …, 0.95 (the 2018 Data Science Bowl metric).{_e(note)}</p>")
+    parts.append(_figure_html(per_image_figure(rows), "per-image F1 and DSB score",
+                              "Left: each image's F1 at IoU 0.5 and DSB score, images ranked "
+                              "from worst to best; dashed: the mean over images. Right: the "
+                              "same against the number of GT objects in the image."))
+    table = pd.DataFrame([{
+        "image": r["image"], "GT": r["n_gt"], "predicted": r["n_pred"],
+        "TP@0.5": r.get("tp@0.5"), "FP@0.5": r.get("fp@0.5"), "FN@0.5": r.get("fn@0.5"),
+        "F1@0.5": r.get("f1@0.5"), "AP@0.5": r.get("ap@0.5"), "AP@0.75": r.get("ap@0.75"),
+        "AP@0.9": r.get("ap@0.9"), "DSB score": r.get("dsb_score")} for r in rows])
+    table = table.sort_values(["DSB score", "F1@0.5", "image"], kind="stable",
+                              na_position="first")
+    if len(table) > PER_IMAGE_ROWS:
+        parts.append(f'<p class="note">The {PER_IMAGE_ROWS} images with the lowest DSB score '
+                     f"of {len(table)}; 'morphoscope evaluate --per-image rows.csv' writes "
+                     "every image.</p>")
+        table = table.head(PER_IMAGE_ROWS)
+    else:
+        parts.append('<p class="note">Lowest DSB score first. AP = TP/(TP+FP+FN).</p>')
+    parts.append(table_html(table, left=["image"]))
     return "".join(parts)
 
 

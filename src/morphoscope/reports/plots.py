@@ -279,6 +279,40 @@ def pr_vs_iou_figure(curve: dict):
     return fig
 
 
+def per_image_figure(rows: Sequence[dict]):
+    """Per-image accuracy: each image's F1 at IoU 0.5 and DSB score, images ranked from worst to
+    best (left, with the mean over images dashed), and against the image's GT object count
+    (right). ``rows`` are the per-image rows of :func:`morphoscope.metrics.evaluate`."""
+    fig = _figure(figsize=(11, 3.8))
+    rank_ax, count_ax = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.9, wspace=0.2)
+    series = [("f1@0.5", "F1 at IoU 0.5", "#1f77b4"), ("dsb_score", "DSB score", "#d62728")]
+    n_gt = np.array([r["n_gt"] for r in rows], float)
+    for key, label, colour in series:
+        v = np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)
+        if not np.isfinite(v).any():
+            continue
+        ranked = np.sort(v[np.isfinite(v)])
+        x = np.arange(1, len(ranked) + 1)
+        rank_ax.plot(x, ranked, marker="o", markersize=3, linewidth=1.2, color=colour,
+                     label=f"{label} (mean {ranked.mean():.3f})")
+        rank_ax.axhline(ranked.mean(), color=colour, linestyle="--", linewidth=0.8)
+        count_ax.scatter(n_gt, v, s=14, color=colour, alpha=0.7, label=label)
+    for ax in (rank_ax, count_ax):
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    rank_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    rank_ax.set_xlabel("images, ranked from worst to best")
+    rank_ax.set_title(f"Per image ({len(rows)} images)", fontsize=11)
+    rank_ax.legend(frameon=True, framealpha=0.9, fontsize=9, loc="lower right")
+    count_ax.set_xlabel("GT objects in the image")
+    count_ax.set_title("Per image against the number of GT objects", fontsize=11)
+    count_ax.legend(frameon=True, framealpha=0.9, fontsize=9, loc="lower right")
+    return fig
+
+
 def measurement_description(column: str) -> str:
     """One-line definition of the measurement in ``column`` (for captions)."""
     name = base_name(column)

@@ -42,7 +42,8 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
     """Match every image of ``pred_dir`` to the GT ``gt`` once at IoU ``iou``.
 
     Returns ``{"scores": (n_pred,), "matched": (n_pred,) bool, "n_gt": int, "matchings":
-    [Matching at the IoU thresholds 0.1..0.95], "iou": iou, "class_names"}``. Images are
+    [Matching at the IoU thresholds 0.1..0.95], "names": [image names, as the matchings],
+    "iou": iou, "class_names"}``. Images are
     paired by name as in
     :func:`morphoscope.metrics.evaluate` (every GT image needs a prediction). With more than
     one GT class the matching is class-aware (predicted categories paired with GT classes by
@@ -64,7 +65,7 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
     class_aware = len(dataset.class_names) > 1
     # one matching per image gives every threshold (the overlaps are computed once)
     thresholds = tuple(sorted(set(THRESHOLDS) | set(IOU_GRID) | {round(float(iou), 2)}))
-    scores, matched, matchings, n_gt = [], [], [], 0
+    scores, matched, matchings, names, n_gt = [], [], [], [], 0
     for name, sample in dataset.by_name().items():
         if name not in objects or not (pred_dir / f"{name}_labels.tif").is_file():
             raise InputError(f"GT image '{name}' has no prediction in this folder",
@@ -90,6 +91,7 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
         except ValueError as exc:
             raise InputError(str(exc), path=pred_dir / f"{name}_labels.tif") from None
         matchings.append(m)
+        names.append(name)
         ids = np.unique(pred_labels)
         ids = ids[ids > 0]
         missing = [int(v) for v in ids if int(v) not in entry["scores"]]
@@ -103,7 +105,7 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
         n_gt += m.n_gt
     return {"scores": np.concatenate(scores) if scores else np.zeros(0),
             "matched": np.concatenate(matched) if matched else np.zeros(0, bool),
-            "n_gt": n_gt, "matchings": matchings, "iou": float(iou),
+            "n_gt": n_gt, "matchings": matchings, "names": names, "iou": float(iou),
             "class_names": list(dataset.class_names)}
 
 
@@ -154,17 +156,27 @@ def gt_curves(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) -> dict
     """Both curves and the matching table of ``pred_dir`` against ``gt`` (for the report).
 
     Returns ``{"score": score curve, "iou": IoU curve, "matching": {threshold: stats at
-    0.5..0.95}, "n_gt", "n_pred", "images"}``.
+    0.5..0.95}, "per_image": [rows], "per_image_mean", "dsb_score", "images_without_objects",
+    "n_gt", "n_pred", "images"}``; the per-image entries are those of
+    :func:`morphoscope.metrics.evaluate` (:mod:`morphoscope.metrics.per_image`).
     """
     from morphoscope.metrics.matching import THRESHOLDS, matching_stats
+    from morphoscope.metrics.per_image import image_rows, per_image_summary
 
     pairs = pairs_for_scores(pred_dir, gt, iou=iou)
     names = pairs["class_names"]
+    # the matchings cover IoU 0.1..0.95; the rows keep evaluate's thresholds 0.5..0.95
+    rows = image_rows(pairs["matchings"], pairs["names"], thresholds=THRESHOLDS)
+    summary = per_image_summary(rows)
     return {
         "score": score_threshold_curve(pairs),
         "iou": iou_threshold_curve(pairs),
         "matching": matching_stats(pairs["matchings"], thresholds=THRESHOLDS,
                                    class_names=names if len(names) > 1 else None),
+        "per_image": rows,
+        "per_image_mean": summary["per_image_mean"],
+        "dsb_score": summary["dsb_score"],
+        "images_without_objects": summary["images_without_objects"],
         "n_gt": int(pairs["n_gt"]), "n_pred": int(len(pairs["scores"])),
         "images": len(pairs["matchings"]),
     }

@@ -57,6 +57,7 @@ def model_input(window: np.ndarray, low: float, high: float) -> np.ndarray:
 
 class InstanceInference(Inference):
     threshold_kind = "score"
+    block_align = 64  # the FPN's last level (P6) has stride 64
 
     def __init__(self, bundle, *, score_threshold: float | None = None, mask_threshold: float | None = None,
                  block_size: int | None = None, block_margin: int | None = None, batch_size: int | None = None,
@@ -73,7 +74,6 @@ class InstanceInference(Inference):
         self.block_size = int(block_size or inf.block_size)
         self.block_margin = int(inf.block_margin if block_margin is None else block_margin)
         self.batch_size = int(batch_size or inf.batch_size)
-        self.cap = cfg.model.detections_per_image
         self.min_side = 16
 
     def prepare(self, window, stats):
@@ -90,13 +90,14 @@ class InstanceInference(Inference):
             outs = model(xs)
         finally:
             transform.paste_masks = True
+        cap = model.roi_heads.detections_per_img
         results = []
         for x, out in zip(batch, outs):
             shape = x.shape[-2:]
             crops, origins = paste_masks_in_boxes(out["masks"], out["boxes"], shape, self.mask_threshold)
             objs = Objects(shape, crops, origins, out["scores"].float().cpu().numpy(),
                            out["labels"].cpu().numpy()).tight()
-            results.append(BlockOutput(objects=objs, capped=len(out["scores"]) >= self.cap))
+            results.append(BlockOutput(objects=objs, capped=len(out["scores"]) >= cap))
         return results
 
     def settings(self) -> dict:
