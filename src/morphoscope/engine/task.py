@@ -40,6 +40,9 @@ class BlockOutput:
     maps: np.ndarray | None = None
     class_scores: np.ndarray | None = None
     capped: bool = False  # the model hit its cap of detections in this window
+    #: small per-window numbers the task aggregates itself per plane (e.g. object-size votes,
+    #: feature statistics), handed to :meth:`Inference.object_diameter` and :meth:`Inference.finish`
+    summary: dict | None = None
 
 
 class Inference:
@@ -68,9 +71,17 @@ class Inference:
     keep_maps: bool = False
     #: normalise with statistics of a whole stack rather than of each plane
     per_stack: bool = False
+    #: the object diameter (pixels) the model works at (``extra.diameter`` of its checkpoint), and
+    #: the pixel size (µm) of its training images when known: the engine rescales a plane to it
+    #: from a given diameter or pixel size, or from an estimate (:meth:`object_diameter`)
+    diameter: float | None = None
+    pixel_size: float | None = None
 
     def __init__(self, bundle):
         self.bundle = bundle
+        extra = getattr(bundle, "extra", None) or {}
+        self.diameter = float(extra["diameter"]) if extra.get("diameter") else None
+        self.pixel_size = float(extra["pixel_size"]) if extra.get("pixel_size") else None
 
     @property
     def device(self) -> torch.device:
@@ -96,8 +107,21 @@ class Inference:
     def finish(self, objects: Objects | None, maps: np.ndarray | None,
                class_scores: np.ndarray | None) -> dict:
         """Fields of the :class:`~morphoscope.engine.result.ImageResult` beyond the merged
-        objects/maps/scores (e.g. ``decided`` classes). Default: none."""
+        objects/maps/scores (e.g. ``decided`` classes, ``warnings``). Default: none. A task whose
+        windows carry a ``summary`` gets them all as the keyword argument ``summaries``."""
         return {}
+
+    def object_diameter(self, objects: Objects | None, summaries: list[dict]) -> float | None:
+        """The median object diameter (pixels of the plane the network saw) of one plane's
+        prediction, for the automatic scale; None when it cannot tell (no objects). Default: the
+        median equivalent diameter of the objects at the default threshold."""
+        if objects is None or not len(objects):
+            return None
+        if self.threshold_kind == "score" and self.threshold is not None:
+            objects = objects.above(self.threshold)
+        a = objects.areas
+        a = a[a > 0]
+        return float(np.median(2 * np.sqrt(a / np.pi))) if len(a) else None
 
     def remake(self, maps: np.ndarray, threshold: float) -> Objects:
         """Objects from kept maps at another probability threshold (tasks with maps)."""
@@ -108,6 +132,38 @@ class Inference:
         return {"threshold": self.threshold, "threshold_kind": self.threshold_kind,
                 "block_size": self.block_size, "block_margin": self.block_margin,
                 "batch_size": self.batch_size}
+
+
+# --------------------------------------------------------------------------------------------
+# export (morphoscope.export: TorchScript, ONNX, bioimage.io)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportSpec:
+    """A task's network with its fixed pre/post-processing, for :mod:`morphoscope.export`.
+
+    ``module`` (eval mode, CPU) takes one float32 tensor ``(B, C, H, W)``: the windows that
+    :meth:`Inference.prepare` makes, stacked (normalisation stays outside: it needs statistics
+    of the whole plane). It must compile with ``torch.jit.script`` and trace for ONNX.
+    """
+
+    module: torch.nn.Module
+    outputs: tuple[str, ...]
+    #: what the input and each output hold (written into exported model cards)
+    doc: str
+    input_name: str = "image"
+    #: the input's first axis may be larger than 1 (else exactly one image per call)
+    batch: bool = True
+    #: the first output is a per-pixel map ``(B, K, H, W)`` the size of the input (bioimage.io)
+    dense: bool = False
+    #: names of the K channels of a dense output
+    channels: list[str] = field(default_factory=list)
+    #: smallest input side, and input sides must be a multiple of ``step`` (after min_side)
+    min_side: int = 32
+    step: int = 1
+    #: the input has a fixed size ``(H, W)`` (e.g. a classifier's image_size), else None
+    fixed_size: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,6 +233,13 @@ class Task:
 
     def inference(self, bundle, **options) -> Inference:
         raise NotImplementedError
+
+    def export_module(self, bundle) -> ExportSpec:
+        """The network of ``bundle`` with fixed pre/post-processing for export (TorchScript,
+        ONNX, bioimage.io). Default: this task has none."""
+        from morphoscope.errors import ConfigError
+
+        raise ConfigError(f"models of task '{self.name}' cannot be exported yet")
 
     def predict_options(self) -> dict[str, str]:
         """Prediction options this task takes beyond the common ones: {name: help}."""

@@ -25,8 +25,8 @@ PREDICTIONS_JSON = "predictions.json"
 MEASUREMENTS_CSV = "measurements.csv"
 CLASSIFICATIONS_CSV = "classifications.csv"
 CLASSIFICATION_INFO = "classification_info.json"
-#: planes above this many pixels are written block by block (tiled TIFF + OME-Zarr labels), and
-#: their overlay is drawn on a downsampled copy
+#: planes above this many pixels are written block by block (a tiled BigTIFF and OME-Zarr labels,
+#: class masks as tiled TIFFs), and their overlay is drawn on a downsampled copy
 LARGE_PIXELS = 8192 * 8192
 OVERLAY_MAX_SIDE = 4096
 
@@ -70,6 +70,40 @@ class InputFile:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class ExportPlane:
+    """One plane as the exporters see it: ``labels`` (label ``k`` is ``objects`` entry ``k - 1``,
+    numbered from ``offset + 1`` in the written label image), each object's whole mask in
+    ``objects`` (they may overlap), and the plane index ({} for a 2D image)."""
+
+    index: dict
+    labels: np.ndarray
+    objects: Objects
+    offset: int
+
+
+@dataclass
+class ExportItem:
+    """What an exporter gets for one input: where to write, the input's layout and its planes;
+    ``table`` holds the measurements when they were asked for."""
+
+    out: Path
+    item: InputFile
+    class_names: list[str]
+    planes: list[ExportPlane]
+    pixel_size: float | None = None
+    table: object = None
+
+
+def exporter(name: str):
+    """The exporter called ``name`` (see :mod:`morphoscope.formats.exports`)."""
+    from morphoscope.formats.exports import EXPORTERS
+
+    if name not in EXPORTERS:
+        raise InputError(f"unknown export '{name}' (known: {', '.join(sorted(EXPORTERS)) or 'none'})")
+    return EXPORTERS[name]
+
+
 def label_arrays(objects: Objects, *, min_area: int = 1):
     """Label image plus per-label class and score arrays (index 0 = background)."""
     labels, index = objects.to_labels(min_area=min_area)
@@ -84,7 +118,7 @@ class OutputFolder:
 
     def __init__(self, out: str | Path, *, class_names, info: dict, overwrite: bool = False,
                  resume: bool = False, measure: bool = False, pixel_size: float | None = None,
-                 min_area: int = 1):
+                 min_area: int = 1, exports=()):
         self.out = Path(out)
         self.class_names = list(class_names)
         self.info = info
@@ -93,6 +127,7 @@ class OutputFolder:
         self.measure = measure
         self.pixel_size = pixel_size
         self.min_area = min_area
+        self.exports = [exporter(e) for e in exports]
         self.records = self.out / RECORDS
 
     # ---- before the run ---------------------------------------------------------------------
@@ -101,12 +136,14 @@ class OutputFolder:
             return []
         ext = ".png" if not item.plane_axes else ".tif"
         return ([self.out / f"{item.name}_labels.tif", self.out / f"{item.name}_overlay.png"]
-                + [self.out / f"{item.name}_{safe_class_name(c)}{ext}" for c in self.class_names])
+                + [self.out / f"{item.name}_{safe_class_name(c)}{ext}" for c in self.class_names]
+                + [p for e in self.exports for p in e.files(self.out, item.name)])
 
     def run_files(self, kind: str) -> list[Path]:
         if kind == "classes":
             return [self.out / CLASSIFICATIONS_CSV, self.out / CLASSIFICATION_INFO]
-        return [self.out / PREDICTIONS_JSON] + ([self.out / MEASUREMENTS_CSV] if self.measure else [])
+        return ([self.out / PREDICTIONS_JSON] + ([self.out / MEASUREMENTS_CSV] if self.measure else [])
+                + [p for e in self.exports for p in e.run_files(self.out)])
 
     def prepare(self, items: list[InputFile], kind: str) -> list[InputFile]:
         """Check names and existing outputs before any work; returns the inputs still to do
@@ -145,14 +182,18 @@ class OutputFolder:
         return self.record(name, ".json").is_file()
 
     # ---- one input --------------------------------------------------------------------------
-    def write(self, item: InputFile, results: list[ImageResult], planes: list[np.ndarray | None]) -> dict:
-        """Write one input's files from the results of its planes (in ``item``'s plane order)."""
+    def write(self, item: InputFile, results: list[ImageResult], readers: list) -> dict:
+        """Write one input's files from the results of its planes (in ``item``'s plane order).
+        ``readers`` give each plane's pixels (arrays, or objects with ``read(region=None)``)."""
         kind = results[0].kind
+        readers = [_Reader(r) for r in readers]
         if kind == "classes":
             record = self._classification_record(item, results[0])
             table = None
+        elif not item.plane_axes and results[0].shape[0] * results[0].shape[1] > LARGE_PIXELS:
+            record, table = self._objects_large(item, results[0], readers[0])
         else:
-            record, table = self._objects(item, results, planes)
+            record, table = self._objects(item, results, [r.read() for r in readers])
         record["warnings"] = sorted({w for r in results for w in r.warnings})
         if table is not None:
             from morphoscope.morphology import write_table
@@ -232,7 +273,89 @@ class OutputFolder:
             from morphoscope.morphology import concat_tables
 
             table = concat_tables(tables)
+        if self.exports:
+            ctx = ExportItem(self.out, item, self.class_names,
+                             [ExportPlane(dict(zip(item.plane_axes, pidx)), labels, objs, off)
+                              for (res, objs, labels, _, _, off), pidx in zip(
+                                  per_plane, np.ndindex(*item.plane_shape) if stacked else [()])],
+                             pixel_size=sizes["pixel_size"], table=table)
+            for e in self.exports:
+                e.write_image(ctx)
         return {"name": item.name, "kind": "objects", "images": images, "objects": total}, table
+
+    def _objects_large(self, item: InputFile, res: ImageResult, reader: _Reader):
+        """A plane too large to hold as whole arrays: the label image, class masks and OME-Zarr
+        labels are painted block by block from the objects, the overlay is drawn on a
+        downsampled copy, and measurements are taken block by block. Object ``k`` of
+        predictions.json is label ``k``; overlaps go to the higher score as usual."""
+        objs = res.objects_at().tight(min_area=self.min_area)
+        n = len(objs)
+        dtype = np.uint16 if n < 65535 else np.uint32
+        numbers = np.arange(1, n + 1, dtype=np.int64)
+        sizes = dict(pixel_size=self._pixel_size(item, res))
+        shape = tuple(res.shape)
+        _write_tiled(self.out / f"{item.name}_labels.tif", objs, numbers, shape, dtype, **sizes)
+        for k, c in enumerate(self.class_names, start=1):
+            # a pixel shows its top object's class: paint labels, then look their class up
+            lut = np.concatenate([[0], np.where(objs.classes == k, 255, 0)]).astype(np.uint8)
+            _write_tiled(self.out / f"{item.name}_{safe_class_name(c)}.tif", objs, numbers, shape, np.uint8,
+                         lut=lut, **sizes)
+        _write_zarr(self.out / f"{item.name}_labels.ome.zarr", objs, numbers, shape, dtype, **sizes)
+        small = reader.sample()
+        step = max(1, int(round(shape[0] / small.shape[0])))
+        if max(small.shape[:2]) > OVERLAY_MAX_SIDE:
+            f = int(np.ceil(max(small.shape[:2]) / OVERLAY_MAX_SIDE))
+            small, step = small[::f, ::f], step * f
+        lab_small, idx = objs.rescaled(small.shape[:2]).to_labels(dtype=np.uint32)
+        cls_small = np.concatenate([[0], objs.rescaled(small.shape[:2]).classes[idx]])
+        from morphoscope.io.images import write_png
+
+        write_png(self.out / f"{item.name}_overlay.png", overlay(small, lab_small, cls_small), overwrite=True)
+        anns = [_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1) for i in range(n)]
+        entry = {"file_name": item.file_name, "height": int(shape[0]), "width": int(shape[1])}
+        table = self._measure_blocks(objs, numbers, reader, item, res) if self.measure else None
+        if self.exports:
+            raise InputError(f"exports are not written for images above {LARGE_PIXELS} pixels yet",
+                             path=item.path)
+        return {"name": item.name, "kind": "objects", "images": [{"entry": entry, "annotations": anns}],
+                "objects": n, "large": True}, table
+
+    def _measure_blocks(self, objs: Objects, numbers, reader: _Reader, item: InputFile, res: ImageResult):
+        """Measurements of a large plane, block by block: each block measures the objects whose
+        centre it owns, on a window that holds them whole."""
+        from morphoscope.engine.tiling import block_grid
+        from morphoscope.morphology import concat_tables, measure_labels
+
+        shape = tuple(res.shape)
+        extent = int(max((max(c.shape) for c in objs.crops), default=1))
+        margin = extent + 2
+        size = max(4096, 4 * margin)
+        centres = objs.centres()
+        owner = np.floor(centres + 0.5).astype(np.int64)
+        tables = []
+        for block in block_grid(shape, size=size, margin=margin):
+            own = np.all([(owner[:, a] >= s.start) & (owner[:, a] < s.stop) for a, s in enumerate(block.core)], axis=0)
+            if not own.any():
+                continue
+            labels = objs.paint(block.window, numbers, dtype=np.uint32)
+            labels[~np.isin(labels, numbers[own])] = 0
+            ids = numbers[own]
+            table = measure_labels(labels, image=reader.read(block.window), pixel_size=self._pixel_size(item, res),
+                                   image_name=item.name, class_names=self.class_names,
+                                   scores={int(k): float(objs.scores[k - 1]) for k in ids},
+                                   classes={int(k): int(objs.classes[k - 1]) for k in ids})
+            y0, x0 = block.offset
+            for col, off in (("centroid_row", y0), ("bbox_row_min", y0), ("bbox_row_max", y0),
+                             ("centroid_col", x0), ("bbox_col_min", x0), ("bbox_col_max", x0)):
+                if col in table:
+                    table[col] = table[col] + off
+            if "touches_border" in table:
+                table["touches_border"] = ((table["bbox_row_min"] <= 0) | (table["bbox_col_min"] <= 0)
+                                           | (table["bbox_row_max"] >= shape[0])
+                                           | (table["bbox_col_max"] >= shape[1]))
+            tables.append(table)
+        out = concat_tables(tables)
+        return out.sort_values("label", kind="stable").reset_index(drop=True) if len(out) else out
 
     def _write_maps(self, item: InputFile, results, sizes) -> None:
         """``NAME_prob.tif``: float32 probability of each foreground class (kept maps)."""
@@ -289,6 +412,8 @@ class OutputFolder:
             self._finish_classes(records)
         elif records:
             self._finish_objects(records)
+            for e in self.exports:
+                e.finish(self.out, records, self.records)
         return {"written": len(records), "warnings": {r["name"]: r["warnings"] for r in records if r.get("warnings")}}
 
     def _finish_objects(self, records) -> None:
@@ -321,6 +446,72 @@ class OutputFolder:
             json.dump({**self.info, **self.info.get("settings", {}), "class_names": self.class_names,
                        "images": len(rows)}, fh, indent=2)
             fh.write("\n")
+
+
+class _Reader:
+    """A plane's pixels: an array, or a lazy reader with ``read(region=None)`` and ``sample()``."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def read(self, region=None) -> np.ndarray:
+        if isinstance(self.source, np.ndarray):
+            return self.source if region is None else self.source[region]
+        return self.source.read(region) if region is not None else self.source.read()
+
+    def sample(self) -> np.ndarray:
+        if isinstance(self.source, np.ndarray):
+            return self.source
+        return self.source.sample()
+
+
+TILE = 1024
+
+
+def _write_tiled(path: Path, objs: Objects, numbers, shape, dtype, *, lut=None, pixel_size=None) -> None:
+    """A tiled (Big)TIFF painted tile by tile from the objects (OME metadata with pixel size):
+    the label numbers, or ``lut[label]`` when a lookup table is given."""
+    import tifffile
+
+    h, w = shape
+
+    def tiles():
+        for y in range(0, h, TILE):
+            for x in range(0, w, TILE):
+                t = objs.paint((slice(y, min(y + TILE, h)), slice(x, min(x + TILE, w))), numbers, dtype=np.uint32)
+                t = (lut[t] if lut is not None else t).astype(dtype, copy=False)
+                full = np.zeros((TILE, TILE), dtype)
+                full[: t.shape[0], : t.shape[1]] = t
+                yield full
+
+    meta = {"axes": "YX"}
+    if pixel_size:
+        meta.update(PhysicalSizeX=float(pixel_size), PhysicalSizeY=float(pixel_size),
+                    PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+    from morphoscope.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=(h, w), dtype=dtype, tile=(TILE, TILE), compression="zlib",
+                         bigtiff=True, ome=True, metadata=meta, photometric="minisblack")
+
+
+def _write_zarr(path: Path, objs: Objects, numbers, shape, dtype, *, pixel_size=None) -> None:
+    """OME-Zarr labels painted chunk by chunk, built beside ``path`` and renamed into place."""
+    import os
+    import shutil
+
+    from morphoscope.io.omezarr import create_labels_zarr
+
+    tmp = path.with_name(f".{path.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    arr = create_labels_zarr(tmp, shape=shape, axes="YX", dtype=dtype, chunks=(TILE, TILE), pixel_size=pixel_size)
+    h, w = shape
+    for y in range(0, h, TILE):
+        for x in range(0, w, TILE):
+            win = (slice(y, min(y + TILE, h)), slice(x, min(x + TILE, w)))
+            arr[win] = objs.paint(win, numbers, dtype=dtype)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
 
 
 def _annotation(rle: dict, category: int, score: float, label: int) -> dict:

@@ -36,6 +36,26 @@ def atomic_write(path: str | Path, *, overwrite: bool = True, mode: str = "wb") 
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (not a file object);
+    on success it is renamed to ``path``, on an exception removed."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError("already exists; pass --overwrite to replace it", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

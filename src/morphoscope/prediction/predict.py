@@ -115,10 +115,11 @@ def resolve_bundle(model, *, device: str = "auto"):
 def predict_groups(bundle, groups, out: str | Path, *, overwrite: bool = False, resume: bool = False,
                    strict: bool = False, measure: bool = False, pixel_size: float | None = None,
                    axes: str | None = None, scale: float = 1.0, progress: bool = True, on_result=None,
-                   **options) -> Path:
+                   exports=(), **options) -> Path:
     """Predict the inputs ``groups`` (``(name, files)``: one image, stack or group of channel
-    files each) with the loaded ``bundle`` into ``out``. ``on_result(item, results, planes)`` is
-    called for every finished input (e.g. to score raw detections at many thresholds)."""
+    files each) with the loaded ``bundle`` into ``out``. ``on_result(item, results, readers)`` is
+    called for every finished input (e.g. to score raw detections at many thresholds);
+    ``exports`` names extra formats to write (:mod:`morphoscope.formats.exports`)."""
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
     if pixel_size is not None and not (np.isfinite(pixel_size) and 0 < pixel_size < 1e6):
@@ -129,7 +130,7 @@ def predict_groups(bundle, groups, out: str | Path, *, overwrite: bool = False, 
     kind = bundle.task.result_kind
     out = Path(out)
     folder = OutputFolder(out, class_names=bundle.class_names, info=_info(bundle, predictor), overwrite=overwrite,
-                          resume=resume, measure=measure, pixel_size=pixel_size)
+                          resume=resume, measure=measure, pixel_size=pixel_size, exports=exports)
     items = [InputFile(name=name, path=Path(files[0]), file_name=Path(files[0]).name,
                        extra={"files": [Path(f) for f in files]}) for name, files in groups]
     if dist.is_main():
@@ -168,9 +169,9 @@ def _info(bundle, predictor) -> dict:
             "model_metrics": bundle.metrics, "versions": versions()}
 
 
-def _write_and_close(folder: OutputFolder, item: InputFile, results, arrays) -> None:
+def _write_and_close(folder: OutputFolder, item: InputFile, results, readers) -> None:
     try:
-        folder.write(item, results, arrays)
+        folder.write(item, results, readers)
     finally:
         source = item.extra.get("source")
         if source is not None:
@@ -231,10 +232,10 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
                 item, _ = opened[name]
                 done = pending.pop(name)
                 results = [r for r, _ in done]
-                arrays = [p.read() for _, p in done]
+                readers = [p for _, p in done]  # pixels are read by the writer, lazily for huge planes
                 if on_result is not None:
-                    on_result(item, results, arrays)
-                futures.append(pool.submit(_write_and_close, folder, item, results, arrays))
+                    on_result(item, results, readers)
+                futures.append(pool.submit(_write_and_close, folder, item, results, readers))
                 with lock:
                     opened.pop(name, None)
                 if bar is not None:
