@@ -12,7 +12,10 @@ import typer
 
 from morphoscope.io.atomic import atomic_write, check_writable
 
-PRED_HELP = "Output folder of 'morphoscope predict' (NAME_labels.tif + predictions.json)."
+PRED_HELP = ("Output folder of 'morphoscope predict' (NAME_labels.tif + predictions.json); with "
+             "--model, where the model's predictions are written (default: a temporary folder).")
+MODEL_HELP = ("Predict the GT images with this model first (a shipped name, checkpoint file or run "
+              "folder), through the same engine as 'morphoscope predict'.")
 GT_HELP = "Annotated dataset: images/ + labels/ folder, Kaggle folder or COCO .json file."
 MAXDET_HELP = "Highest-scoring detections per image that COCO AP considers."
 PER_IMAGE_HELP = ("Also write one row per image here (CSV: image, n_gt, n_pred, then TP, FP, FN, "
@@ -23,8 +26,10 @@ PER_IMAGE_HELP = ("Also write one row per image here (CSV: image, n_gt, n_pred, 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_command(
-        pred: Annotated[Path, typer.Option("--pred", help=PRED_HELP)],
         gt: Annotated[Path, typer.Option("--gt", help=GT_HELP)],
+        pred: Annotated[Path | None, typer.Option("--pred", help=PRED_HELP)] = None,
+        model: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
+        device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (with --model)")] = "auto",
         json_out: Annotated[
             Path | None, typer.Option("--json", help="Also write the full result here.")] = None,
         max_detections: Annotated[
@@ -37,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Object matching (precision, recall, F1 at IoU 0.5..0.95, pooled and mean per image;
         DSB score) and COCO mask/box AP."""
-        from morphoscope.metrics.evaluate import evaluate, format_table, write_per_image_csv
+        from morphoscope.metrics.evaluate import evaluate
 
         outputs = [p for p in (json_out, per_image_out) if p is not None]
         if json_out is not None and per_image_out is not None and (
@@ -45,6 +50,21 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--json and --per-image name the same file",
                                      param_hint="--per-image")
         check_writable(outputs, overwrite=overwrite)  # fail before the work, not after
+        if pred is None and model is None:
+            from morphoscope.errors import ConfigError
+
+            raise ConfigError("give --pred (a prediction folder) or --model (a model to run on the GT images)")
+        if model is not None:
+            from morphoscope.prediction.evaluate import evaluate_model
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = evaluate_model(model, gt, out=pred, device=device, overwrite=overwrite,
+                                        max_detections=max_detections)
+            for w in caught:
+                typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+            _report(result, json_out, per_image_out, overwrite)
+            return
         if (pred / "classifications.csv").is_file():  # a classification model's predictions
             if per_image_out is not None:
                 raise typer.BadParameter("per-image rows are for segmentation predictions; this "
@@ -62,10 +82,22 @@ def register(app: typer.Typer) -> None:
             result = evaluate(pred, gt, max_detections=max_detections)
         for w in caught:
             typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+        _report(result, json_out, per_image_out, overwrite)
+
+
+def _report(result: dict, json_out, per_image_out, overwrite: bool) -> None:
+    """Print the table of a result and write the files asked for."""
+    from morphoscope.metrics.evaluate import format_table, write_per_image_csv
+
+    if result.get("kind") == "classes":
+        from morphoscope.tasks.classify.metrics import format_metrics
+
+        typer.echo(format_metrics(result))
+    else:
         typer.echo(format_table(result))
         if per_image_out is not None:
             write_per_image_csv(result, per_image_out, overwrite=overwrite)
-        if json_out is not None:
-            with atomic_write(json_out, overwrite=overwrite, mode="w") as fh:
-                json.dump(result, fh, indent=2)
-                fh.write("\n")
+    if json_out is not None:
+        with atomic_write(json_out, overwrite=overwrite, mode="w") as fh:
+            json.dump(result, fh, indent=2)
+            fh.write("\n")
