@@ -52,7 +52,7 @@ def test_table_equals_each_models_own_evaluation(setup, tmp_path):
 
     tmp, runs, gt = setup
     result = compare(runs, gt, out=tmp_path / "out", n_boot=300, plots=False)
-    assert result["task"] == "classify" and result["images"] == 8
+    assert result["task"] == "classification" and result["images"] == 8
     files = sorted(gt.glob("*/*.tif"))
     for name, run in zip(result["models"], runs):
         pred = predict(files, tmp_path / name, model=run, progress=False)

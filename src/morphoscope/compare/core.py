@@ -88,7 +88,7 @@ def compare(models, gt, *, out=None, names=None, score_threshold: float = 0.5, n
     if kinds == {"objects"}:
         family = "segmentation"
     elif kinds == {"classes"}:
-        family = "classify"
+        family = "classification"
     else:
         raise InputError("cannot compare models of different kinds: "
                          + ", ".join(f"{b.name} ({b.task.name})" for b in bundles))
@@ -168,7 +168,7 @@ def _compare_classify(bundles, gt: Path, pred_root: Path, *, n_boot, ci, seed, p
                        "per_class": {"f1": {n: c["f1"] for n, c in r.evaluation["per_class"].items()},
                                      "support": {n: c["support"] for n, c in r.evaluation["per_class"].items()}}}
               for r in results}
-    return {"task": "classify", "tasks": {r.name: r.task for r in results}, "images": len(dataset.samples),
+    return {"task": "classification", "tasks": {r.name: r.task for r in results}, "images": len(dataset.samples),
             "class_names": list(dataset.class_names), "rows": CLS_ROWS, "models": models, "bootstrap": boot}
 
 
@@ -219,7 +219,7 @@ def format_markdown(result: dict) -> str:
                          f"{'+' if (d['diff'] or 0) >= 0 else ''}{_fmt(d['diff'])} | "
                          f"[{_fmt(d['low'])}, {_fmt(d['high'])}] | {'*' if d['significant'] else ''} | "
                          f"{d['better'] or ''} |")
-    if result["task"] == "classify":
+    if result["task"] == "classification":
         lines += ["", "## F1 per class", "", "| class | support | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
         first = result["models"][names[0]]["per_class"]
