@@ -12,6 +12,12 @@ result whichever way it comes in.
 * Non-finite pixels are replaced (and the result says so), planes smaller than the model can take
   are refused with the minimum size, and a plane can be rescaled (``scale``) so its objects have
   the size the model was trained on; the objects come back on the input's grid.
+* Scale from the objects' size: a model that records its object diameter
+  (:attr:`Inference.diameter`) is given the objects' diameter in the input (``diameter``, or per
+  plane :attr:`PlaneInput.diameter`), or a pixel size when the model records its own, or else
+  estimates it: a first pass at the input's scale, :meth:`Inference.object_diameter` of its
+  objects, and a second pass at the model's scale when the estimate is more than
+  :data:`AUTO_TOLERANCE` away (otherwise the first pass is the result).
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ from morphoscope.engine.tiling import Block, MergeReport, block_grid, merge_bloc
 from morphoscope.errors import InputError
 
 SAMPLE_PIXELS = 4_000_000
+#: the automatic scale keeps the first pass when the estimated diameter is within this fraction of
+#: the model's (the models are trained with a scale jitter wider than this)
+AUTO_TOLERANCE = 0.15
+#: automatic and diameter-given scales are kept within these factors, and a rescaled plane within
+#: MAX_SCALED_PIXELS
+SCALE_LIMITS = (0.125, 8.0)
+MAX_SCALED_PIXELS = 100_000_000
 
 
 @dataclass
@@ -46,6 +59,9 @@ class PlaneInput:
     key: Any = None
     #: normalisation statistics to use instead of the plane's own (e.g. a whole stack's)
     stats: dict | None = None
+    #: the objects' diameter in this plane (pixels), when known: the plane is rescaled to the
+    #: model's diameter (overrides the predictor's scale)
+    diameter: float | None = None
 
     @property
     def lazy(self) -> bool:
@@ -76,6 +92,9 @@ class _Plane:
     item: PlaneInput
     blocks: list[Block]
     shape: tuple[int, int]  # of the (rescaled) plane the blocks cut
+    scale: float = 1.0
+    scale_info: dict = field(default_factory=dict)  # how the scale was set (result settings)
+    estimate: bool = False  # estimate the objects' diameter (automatic scale)
     outputs: dict = field(default_factory=dict)
     ended: bool = False
     error: BaseException | None = None
@@ -90,18 +109,56 @@ class _Plane:
 
 class Predictor:
     """Run ``bundle`` (a loaded model) on planes. ``options`` go to the task's
-    :meth:`~morphoscope.engine.task.Task.inference` (thresholds, block size, batch size, ...);
-    ``scale`` resizes each plane by that factor before the network."""
+    :meth:`~morphoscope.engine.task.Task.inference` (thresholds, block size, batch size, ...).
 
-    def __init__(self, bundle, *, scale: float = 1.0, progress: bool = False, prefetch: int = 8,
-                 **options):
+    Scale (first that applies): ``scale`` (not 1) resizes each plane by that factor; ``diameter``
+    (pixels: the objects' median diameter in the inputs) rescales them to the model's diameter;
+    ``pixel_size`` (µm) to the model's pixel size when the model records one; ``diameter="auto"``
+    (the default for a model that records its diameter) estimates the diameter per plane;
+    ``diameter="off"`` keeps the input's scale."""
+
+    def __init__(self, bundle, *, scale: float = 1.0, diameter: float | str | None = None,
+                 pixel_size: float | None = None, progress: bool = False, prefetch: int = 8, **options):
         if not (np.isfinite(scale) and scale > 0):
             raise InputError(f"scale must be a positive number, got {scale}")
         self.bundle = bundle
         self.inference = bundle.task.inference(bundle, **options)
-        self.scale = float(scale)
         self.progress = progress
         self.prefetch = prefetch
+        self.auto, self.scale, self.scale_info = self._resolve_scale(float(scale), diameter, pixel_size)
+
+    def _resolve_scale(self, scale: float, diameter, pixel_size) -> tuple[bool, float, dict]:
+        """(automatic?, fixed scale, how it was set)."""
+        model_d = self.inference.diameter
+        if isinstance(diameter, str):
+            key = diameter.strip().lower()
+            if key in ("auto", "off", "none", ""):
+                diameter = None if key == "auto" else "off"
+            else:
+                try:
+                    diameter = float(key)
+                except ValueError:
+                    raise InputError(f"diameter must be a number of pixels, 'auto' or 'off', got '{diameter}'") from None
+        if scale != 1.0:
+            return False, scale, {"scale_from": "scale"}
+        if diameter == "off":
+            return False, 1.0, {"scale_from": "off"}
+        if diameter is not None:
+            d = float(diameter)
+            if not (np.isfinite(d) and d > 0):
+                raise InputError(f"diameter must be a positive number of pixels, got {diameter}")
+            if model_d is None:
+                raise InputError("this model does not record the object diameter it was trained at, so it "
+                                 "cannot be rescaled to a given diameter (use a model that does, e.g. 'nuclei')")
+            return False, _limit(model_d / d), {"scale_from": "diameter", "diameter": d}
+        if pixel_size is not None and self.inference.pixel_size:
+            if not (np.isfinite(pixel_size) and pixel_size > 0):
+                raise InputError(f"pixel size must be a positive number of µm, got {pixel_size}")
+            return False, _limit(float(pixel_size) / self.inference.pixel_size), {
+                "scale_from": "pixel_size", "pixel_size": float(pixel_size)}
+        if model_d is not None:
+            return True, 1.0, {"scale_from": "estimate"}
+        return False, 1.0, {}
 
     # ---- public -------------------------------------------------------------------------------
     def predict(self, image: np.ndarray, *, name: str = "image", pixel_size: float | None = None) -> ImageResult:
@@ -115,9 +172,50 @@ class Predictor:
     def run(self, inputs: Iterable[PlaneInput]) -> Iterator[tuple[PlaneInput, ImageResult | BaseException]]:
         """Results in input order. A plane that cannot be read or is unsuitable yields its
         exception (an :class:`InputError` naming the file) instead of stopping the others."""
+        if not self.auto:
+            yield from self._stream(inputs, self._fixed_scale)
+            return
+        for item, res in self._stream(inputs, self._fixed_scale, estimate=True):
+            if isinstance(res, BaseException) or item.diameter:
+                yield item, res
+                continue
+            yield item, self._second_pass(item, res)
+
+    def _fixed_scale(self, item: PlaneInput) -> tuple[float, dict]:
+        if item.diameter:
+            if self.inference.diameter is None:
+                raise InputError("this model does not record the object diameter it was trained at, so it "
+                                 "cannot be rescaled to a given diameter", path=item.path or item.name)
+            return _limit(self.inference.diameter / float(item.diameter)), {"scale_from": "diameter",
+                                                                           "diameter": float(item.diameter)}
+        return self.scale, dict(self.scale_info)
+
+    def _second_pass(self, item: PlaneInput, first: ImageResult) -> ImageResult:
+        """The automatic scale: keep the first pass when its estimate is close to the model's
+        diameter, else predict again at the model's scale."""
+        d = first.settings.get("diameter")
+        if d is None:
+            first.warnings.append("the object size could not be estimated (no objects found at the input's "
+                                  "scale); predicted at the input's scale: give the diameter if objects are missed")
+            return first
+        s = self.inference.diameter / d
+        if abs(np.log(s)) <= np.log1p(AUTO_TOLERANCE):
+            return first
+        limited = _limit(s, item.shape)
+        for _, res in self._stream([item], lambda it: (limited, {"scale_from": "estimate", "diameter": d})):
+            if isinstance(res, BaseException):
+                return res
+            if limited != s:
+                res.warnings.append(f"estimated object diameter {d:.1f} px needs a scale of {s:.3g}; limited "
+                                    f"to {limited:.3g}")
+            return res
+        raise RuntimeError("no result")  # pragma: no cover
+
+    def _stream(self, inputs: Iterable[PlaneInput], scale_of, *, estimate: bool = False
+                ) -> Iterator[tuple[PlaneInput, ImageResult | BaseException]]:
         q: queue.Queue = queue.Queue(maxsize=max(2, self.prefetch))
         stop = threading.Event()
-        reader = threading.Thread(target=self._read_all, args=(inputs, q, stop), daemon=True)
+        reader = threading.Thread(target=self._read_all, args=(inputs, q, stop, scale_of, estimate), daemon=True)
         reader.start()
         planes: list[_Plane] = []
         pending: list[tuple[_Plane, Block, np.ndarray]] = []
@@ -156,7 +254,7 @@ class Predictor:
                     reader.join(timeout=0.05)
 
     # ---- reading (background thread) ----------------------------------------------------------
-    def _read_all(self, inputs, q: queue.Queue, stop: threading.Event) -> None:
+    def _read_all(self, inputs, q: queue.Queue, stop: threading.Event, scale_of, estimate: bool) -> None:
         def put(item):
             while not stop.is_set():
                 try:
@@ -172,7 +270,7 @@ class Predictor:
                     return
                 plane = None
                 try:
-                    plane, source, stats = self._open(item)
+                    plane, source, stats = self._open(item, scale_of, estimate)
                     if not put(("plane", plane)):
                         return
                     for block in plane.blocks:
@@ -191,7 +289,7 @@ class Predictor:
         except BaseException as exc:  # the input iterator itself failed
             put(("fatal", exc))
 
-    def _open(self, item: PlaneInput):
+    def _open(self, item: PlaneInput, scale_of, estimate: bool):
         """Plane statistics, the block grid and a window reader for one plane."""
         inf = self.inference
         h, w = item.shape
@@ -217,16 +315,17 @@ class Predictor:
             fill = None
         stats = dict(item.stats) if item.stats is not None else inf.statistics(sample)
         stats["_fill"] = fill
-        if self.scale != 1.0:
+        scale, scale_info = scale_of(item)
+        if scale != 1.0:
             from skimage.transform import rescale
 
             whole = item.read()
             whole = self._finite(whole, stats, None)
-            scaled = rescale(whole.astype(np.float32), self.scale, order=1, preserve_range=True,
-                             anti_aliasing=self.scale < 1, channel_axis=2 if whole.ndim == 3 else None)
+            scaled = rescale(whole.astype(np.float32), scale, order=1, preserve_range=True,
+                             anti_aliasing=scale < 1, channel_axis=2 if whole.ndim == 3 else None)
             shape = scaled.shape[:2]
             if min(shape) < inf.min_side:
-                raise InputError(f"image rescaled by {self.scale:g} is {shape[0]}x{shape[1]} pixels; the "
+                raise InputError(f"image rescaled by {scale:g} is {shape[0]}x{shape[1]} pixels; the "
                                  f"model needs at least {inf.min_side}x{inf.min_side}", path=item.path or item.name)
 
             def source(region, _a=scaled):
@@ -236,11 +335,18 @@ class Predictor:
 
             def source(region):
                 return item.read(region)
+        if inf.keep_maps:
+            from morphoscope.io.memory import check_fits
+
+            channels = len(self.bundle.class_names) + 2
+            check_fits(channels * shape[0] * shape[1] * 2, f"keeping the probability maps of a {shape[0]}x{shape[1]} plane",
+                       path=item.path or item.name, advice="predict without keep_maps")
         if inf.tiled:
             blocks = block_grid(shape, size=inf.block_size, margin=inf.block_margin, align=inf.block_align)
         else:
             blocks = [Block(0, (slice(0, shape[0]), slice(0, shape[1])), (slice(0, shape[0]), slice(0, shape[1])))]
-        plane = _Plane(item, blocks, tuple(int(s) for s in shape), warnings=warnings, started=time.time())
+        plane = _Plane(item, blocks, tuple(int(s) for s in shape), scale=scale, scale_info=scale_info,
+                       estimate=estimate, warnings=warnings, started=time.time())
         if self.progress and len(blocks) > 1:
             from tqdm import tqdm
 
@@ -290,18 +396,33 @@ class Predictor:
             maps = _stitch_maps(plane.blocks, outs, plane.shape)
         if outs and outs[0].class_scores is not None:
             class_scores = outs[0].class_scores
+        summaries = [o.summary for o in outs if o.summary is not None]
+        scale_info = dict(plane.scale_info)
+        if plane.estimate:
+            d = inf.object_diameter(objects, summaries)
+            if d is not None and np.isfinite(d) and d > 0:
+                scale_info["diameter"] = float(d) / plane.scale  # in the input's pixels
         if plane.shape != tuple(item.shape):  # rescaled: back to the input's grid
             if objects is not None:
                 objects = objects.rescaled(item.shape)
             maps = None
-        extra = inf.finish(objects, maps, class_scores)
+        extra = inf.finish(objects, maps, class_scores, **({"summaries": summaries} if summaries else {}))
         return ImageResult(
             name=item.name, shape=tuple(item.shape), class_names=list(self.bundle.class_names),
             plane=dict(item.index), objects=objects, class_scores=class_scores, maps=maps,
             threshold_kind=inf.threshold_kind, threshold=inf.threshold,
             remake=inf.remake if maps is not None else None, pixel_size=item.pixel_size,
             warnings=warnings + list(extra.pop("warnings", [])), seconds=time.time() - plane.started,
-            settings={**inf.settings(), "scale": self.scale}, **extra)
+            settings={**inf.settings(), "scale": plane.scale, **scale_info}, **extra)
+
+
+def _limit(scale: float, shape=None) -> float:
+    """``scale`` kept within :data:`SCALE_LIMITS` (and the rescaled plane within
+    :data:`MAX_SCALED_PIXELS` when ``shape`` is given)."""
+    s = float(min(max(scale, SCALE_LIMITS[0]), SCALE_LIMITS[1]))
+    if shape is not None and s > 1:
+        s = max(1.0, min(s, float(np.sqrt(MAX_SCALED_PIXELS / max(1, shape[0] * shape[1])))))
+    return s
 
 
 def _stitch_maps(blocks: list[Block], outs, shape) -> np.ndarray:

@@ -190,7 +190,7 @@ class OutputFolder:
         if kind == "classes":
             record = self._classification_record(item, results[0])
             table = None
-        elif not item.plane_axes and results[0].shape[0] * results[0].shape[1] > LARGE_PIXELS:
+        elif not item.plane_axes and _write_in_blocks(results[0].shape):
             record, table = self._objects_large(item, results[0], readers[0])
         else:
             record, table = self._objects(item, results, [r.read() for r in readers])
@@ -446,6 +446,19 @@ class OutputFolder:
             json.dump({**self.info, **self.info.get("settings", {}), "class_names": self.class_names,
                        "images": len(rows)}, fh, indent=2)
             fh.write("\n")
+
+
+#: bytes per pixel the whole-array writer needs at its peak (image, labels, overlay, measurement)
+BYTES_PER_PIXEL = 40
+
+
+def _write_in_blocks(shape) -> bool:
+    """Large planes, or planes whose whole arrays would not fit in the memory free now, are
+    written block by block."""
+    from morphoscope.io.memory import available_bytes
+
+    pixels = int(shape[0]) * int(shape[1])
+    return pixels > LARGE_PIXELS or pixels * BYTES_PER_PIXEL > 0.5 * available_bytes()
 
 
 class _Reader:

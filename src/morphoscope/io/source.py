@@ -52,6 +52,11 @@ class ImageSource:
                 self._array = zarr.open_array(store=str(self.path), mode="r")
         elif self.path.suffix.lower() in PIL_FORMATS:
             from morphoscope.io.images import read_image
+            from morphoscope.io.memory import check_fits
+
+            # PNG/JPEG/BMP cannot be decoded in parts
+            check_fits(self.meta.nbytes * 2, "decoding this image", path=self.path,
+                       advice="save it as a tiled TIFF or OME-Zarr, which are read window by window")
 
             self._cache = self._array = read_image(self.path)  # small: decode once, keep
         else:
