@@ -104,12 +104,37 @@ def exporter(name: str):
     return EXPORTERS[name]
 
 
-def label_arrays(objects: Objects, *, min_area: int = 1):
-    """Label image plus per-label class and score arrays (index 0 = background)."""
-    labels, index = objects.to_labels(min_area=min_area)
+def label_arrays(objects: Objects, *, min_area: int = 1, by_class: bool = False):
+    """The objects a label image shows, numbered 1..n by score: ``(labels, classes, scores,
+    index)`` where label ``k`` is ``objects[index[k - 1]]`` (classes and scores indexed by label,
+    0 = background). Where objects overlap the higher score keeps the pixel, and an object left
+    with fewer than ``min_area`` pixels is dropped; ``by_class`` applies that rule within each
+    class only, so an object of one class inside an object of another (an organelle in a cell)
+    is kept even where the flat label image shows the other."""
+    if not by_class:
+        labels, index = objects.to_labels(min_area=min_area)
+    else:
+        keep = []
+        for k in np.unique(objects.classes):
+            members = np.flatnonzero(objects.classes == k)
+            _, idx = objects.select(members).to_labels(min_area=min_area)
+            keep.append(members[idx])
+        index = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+        kept = objects.select(index)
+        dtype = np.uint16 if len(index) < 65535 else np.uint32
+        labels = kept.paint(tuple(slice(0, n) for n in objects.shape), np.arange(1, len(index) + 1), dtype=dtype)
     classes = np.concatenate([[0], objects.classes[index]]).astype(np.int64)
     scores = np.concatenate([[0.0], objects.scores[index]]).astype(np.float32)
     return labels, classes, scores, index
+
+
+def labels_by_class(objects: Objects, n_classes: int, *, dtype=np.uint32) -> np.ndarray:
+    """``(K, ...)``: plane ``k - 1`` holds the objects of class ``k`` numbered 1..n by score
+    across all classes (the numbers of :func:`label_arrays` on the same objects)."""
+    window = tuple(slice(0, n) for n in objects.shape)
+    numbers = np.arange(1, len(objects) + 1)
+    return np.stack([objects.paint(window, np.where(objects.classes == k, numbers, 0), dtype=dtype)
+                     for k in range(1, n_classes + 1)])
 
 
 class OutputFolder:
@@ -135,7 +160,8 @@ class OutputFolder:
         if kind == "classes":
             return []
         ext = ".png" if not item.plane_axes else ".tif"
-        return ([self.out / f"{item.name}_labels.tif", self.out / f"{item.name}_overlay.png"]
+        by_class = [self.out / f"{item.name}_labels_by_class.tif"] if len(self.class_names) > 1 else []
+        return ([self.out / f"{item.name}_labels.tif", self.out / f"{item.name}_overlay.png"] + by_class
                 + [self.out / f"{item.name}_{safe_class_name(c)}{ext}" for c in self.class_names]
                 + [p for e in self.exports for p in e.files(self.out, item.name)])
 
@@ -210,7 +236,8 @@ class OutputFolder:
         offset = 0
         for res in results:
             objs = res.objects_at()  # at the result's own threshold (score or probability)
-            labels, classes, scores, index = label_arrays(objs, min_area=self.min_area)
+            labels, classes, scores, index = label_arrays(objs, min_area=self.min_area,
+                                                          by_class=len(self.class_names) > 1)
             per_plane.append((res, objs.select(index), labels, classes, scores, offset))
             offset += len(index)
         total = offset
@@ -251,6 +278,13 @@ class OutputFolder:
             from morphoscope.io.images import write_png
 
             write_png(self.out / f"{item.name}_overlay.png", overlay(over_plane, labels, classes), overwrite=True)
+        if len(self.class_names) > 1:  # overlapping classes: one label plane per class
+            k = len(self.class_names)
+            planes_k = [np.where(lk > 0, lk.astype(np.int64) + off, 0) for (_, objs, _, _, _, off) in per_plane
+                        for lk in [labels_by_class(objs, k)]]
+            stack = np.stack(planes_k).astype(dtype).reshape(item.plane_shape + (k,) + tuple(results[0].shape))
+            write_stack(self.out / f"{item.name}_labels_by_class.tif", stack, item.plane_axes + "CYX",
+                        ome=item.ome or None, overwrite=True, **sizes)
         if all(r.maps is not None for r in results):
             self._write_maps(item, results, sizes)
         # COCO entries, one image entry per plane
