@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from web_testdata import TINY_CONFIG, samples, shipped_model_path, tiny_model
+from web_testdata import TINY_CONFIG, samples, serve_in_thread, shipped_model_path, tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def model_path(request, tmp_path_factory):
     ckpt = cache / "model_best.pt"
     if ckpt.is_file():
         try:
-            from morphoscope.models.registry import read_checkpoint
+            from morphoscope.models.checkpoint import read_checkpoint
 
             read_checkpoint(ckpt)
             return ckpt
@@ -76,3 +76,13 @@ def predicted(client, sample_paths):
     assert r.status_code == 200, r.text
     return r.json()
 
+
+
+@pytest.fixture(scope="session")
+def live_url(manager):
+    """The app served by uvicorn on 127.0.0.1 (a free port), sharing the tests' JobManager."""
+    from morphoscope.web.app import create_app
+
+    url, _, stop = serve_in_thread(create_app(manager=manager, trusted_hosts=["127.0.0.1", "localhost"]))
+    yield url
+    stop()

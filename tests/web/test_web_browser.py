@@ -9,15 +9,14 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from web_testdata import SCREENSHOTS, decode_tiff, expected_count, synthetic_scene, tiff_bytes
+from web_testdata import (SCREENSHOTS, MapsInference, ScoresInference, decode_tiff, expected_count, instance_result,
+                          made_up_bundle, png_bytes, serve_in_thread, synthetic_scene, tiff_bytes)
 
 pytestmark = pytest.mark.browser
 
@@ -45,33 +44,11 @@ def browser():
     pw.stop()
 
 
-@pytest.fixture(scope="module")
-def live_url(manager):
-    """The app served by uvicorn on 127.0.0.1 (a free port), sharing the tests' JobManager."""
-    import uvicorn
-
-    from morphoscope.web.app import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(manager=manager, trusted_hosts=["127.0.0.1", "localhost"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not server.started:
-        assert time.time() - t0 < 30, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture
 def page(browser):
     SCREENSHOTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    # a laptop's screen: everything a user needs must be reachable without scrolling
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
     pg = context.new_page()
     errors = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -311,3 +288,240 @@ def test_stack_gets_a_slice_selector(page, live_url, sample_paths):
     assert page.inner_text("#slice-value") == "3 / 3"
     assert "slice 3/3" in page.inner_text(".image-item .status")
     page.screenshot(path=str(SCREENSHOTS / "09_stack.png"))
+
+
+def made_up_job(manager, inference_type, class_names, name):
+    """A finished job of one 48×48 image predicted through the engine by a task the web app has
+    never heard of (web_testdata.made_up_bundle)."""
+    from morphoscope.engine.predictor import Predictor
+    from morphoscope.web.jobs import result_of
+
+    plane = np.random.default_rng(0).integers(100, 200, (48, 48)).astype(np.uint16)
+    bundle = made_up_bundle(inference_type, class_names)
+    found = Predictor(bundle, keep_maps=True).predict(plane, name=name)
+    return manager.add_result_job([result_of(found, plane=plane, task=bundle.task.name)], model_id=name,
+                                  score_threshold=0.5)
+
+
+def test_the_page_follows_what_results_hold_not_the_task(page, live_url, manager):
+    # objects thresholded by probability: the slider says so and the server re-makes the objects
+    job = made_up_job(manager, MapsInference, ["cell", "debris"], "probability_maps")
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"]')
+    assert page.inner_text("#threshold-name") == "Probability threshold"
+    assert shown(page) == 2 and "probability ≥ 0.50" in page.inner_text("#shown-count")
+    assert "(of" not in page.inner_text("#shown-count")  # no raw detections to count here
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/" in r.url else None)
+    set_threshold(page, 0.7)
+    page.wait_for_function("document.getElementById('shown-count').dataset.shown === '1'")
+    assert any("labels.bin?threshold=0.7" in u for u in requests), requests
+    assert table_count(page) == 1
+    assert "probability" in page.inner_text("#dl-threshold")
+    assert page.is_visible('#dl-image a:has-text("Labels (TIFF)")') and page.is_visible('#dl-all a:has-text("COCO (JSON)")')
+    assert "made up" in page.inner_text("#viewer-warning")  # the engine's warnings are shown
+    page.screenshot(path=str(SCREENSHOTS / "15_probability_threshold.png"))
+    manager.cancel(job.id)
+    # whole-image classes: no slider, no labels, masks or COCO; the probabilities instead
+    job = made_up_job(manager, ScoresInference, ["mito", "nucleolus"], "whole_image_classes")
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"]')
+    assert page.is_hidden("#threshold") and page.is_hidden("#style-group") and page.is_hidden("#opacity")
+    assert "mito" in page.inner_text(".image-item .status")
+    assert "0.80" in page.inner_text("#class-toggles") and "predicted: mito" in page.inner_text("#shown-count")
+    assert page.locator('#dl-image a:has-text("Labels (TIFF)")').count() == 0
+    assert page.locator('#dl-all a:has-text("COCO (JSON)")').count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "16_whole_image_classes.png"))
+    manager.cancel(job.id)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 13: what a second image, a laptop screen, a keyboard and a lab's habits need
+# --------------------------------------------------------------------------------------------
+
+
+def two_class_job(manager, warnings=()):
+    """A finished job of two images with two classes each, visible to every session."""
+    def every_third_mitotic(n):
+        return np.where(np.arange(n) % 3 == 0, 2, 1)
+
+    a = instance_result("first", size=160, n=12, seed=1, class_names=["nucleus", "mitotic"],
+                        classes=every_third_mitotic(12))
+    b = instance_result("second", size=160, n=9, seed=2, class_names=["nucleus", "mitotic"],
+                        classes=every_third_mitotic(9))
+    a.warnings.extend(warnings)
+    return manager.add_result_job([a, b], model_id="two-class", class_names=["nucleus", "mitotic"])
+
+
+def test_a_newly_dropped_image_is_the_one_shown(page, live_url):
+    page.goto(live_url)
+    page.wait_for_selector(".example img")
+    drop_files(page, [("a.png", png_bytes(np.full((40, 50), 9, np.uint8)), "image/png")])
+    page.wait_for_selector('.image-item[data-key="1"]')
+    assert page.inner_text(".image-item.current .title") == "a.png"
+    drop_files(page, [("b.png", png_bytes(np.full((40, 50), 99, np.uint8)), "image/png")])
+    page.wait_for_function("window.__morphoscope.state.images.length === 2")
+    assert page.inner_text(".image-item.current .title") == "b.png"
+    assert page.evaluate("window.__morphoscope.state.current") == 2
+
+
+def test_downloads_visible_without_scrolling_at_1280x720(page, live_url, manager):
+    job = two_class_job(manager)
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "10_laptop_1280x720.png"))
+    assert page.evaluate("document.scrollingElement.scrollHeight") <= 720
+    for link in ('#dl-image a:has-text("Labels (TIFF)")', '#dl-all a:has-text("Everything (ZIP)")',
+                 '#dl-all a:has-text("Report (HTML)")', '#dl-all a:has-text("Table (CSV)")'):
+        box = page.locator(link).bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, link
+        assert page.is_visible(link) and f"jobs={job.id}" in (page.get_attribute(link, "href") + f"jobs={job.id}")
+    with page.expect_download() as dl:
+        page.click('#dl-all a:has-text("Table (CSV)")')
+    assert Path(dl.value.path()).read_text().startswith("image,label,class,score")
+    manager.cancel(job.id)
+
+
+def test_found_and_shown_counts_when_a_class_is_hidden(page, live_url, manager):
+    job = two_class_job(manager)
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
+    set_threshold(page, 0.0)
+    found = int(page.get_attribute("#shown-count", "data-found"))
+    assert found == shown(page) > 0
+    page.uncheck('#class-toggles input[data-class="1"]')
+    page.uncheck('#class-toggles input[data-class="2"]')
+    page.wait_for_timeout(250)
+    assert shown(page) == 0 and int(page.get_attribute("#shown-count", "data-found")) == found
+    text = page.inner_text("#shown-count")
+    assert f"{found} found" in text and "0 shown" in text
+    status = page.inner_text(".image-item.current .status")
+    assert f"{found} objects found" in status and "0 shown" in status  # never "0 nuclei"
+    page.screenshot(path=str(SCREENSHOTS / "11_found_vs_shown.png"))
+    manager.cancel(job.id)
+
+
+def test_keyboard_list_table_sort_and_pan(page, live_url, manager):
+    job = two_class_job(manager)
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
+    state = "window.__morphoscope.state"
+    first, second = page.evaluate(f"{state}.images.map((e) => e.key)")
+    # the list: arrows choose the image shown
+    page.focus(".image-item.current")
+    page.keyboard.press("ArrowUp")
+    assert page.evaluate(f"{state}.current") == first
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(f"{state}.current") == second
+    assert page.evaluate("document.activeElement.dataset.key") == str(second)
+    # the table: Enter on a column name sorts by it
+    page.focus('#data-table th[data-col="area_px2"]')
+    page.keyboard.press("Enter")
+    assert page.get_attribute('#data-table th[data-col="area_px2"]', "aria-sort") == "descending"
+    page.keyboard.press("Enter")
+    assert page.get_attribute('#data-table th[data-col="area_px2"]', "aria-sort") == "ascending"
+    col = page.evaluate("""() => [...document.querySelectorAll('#data-table th')].findIndex(
+        (th) => th.dataset.col === 'area_px2') + 1""")
+    areas = [float(t) for t in page.locator(f"#data-table tbody tr:not(.spacer) td:nth-child({col})").all_inner_texts()]
+    assert len(areas) > 3 and areas == sorted(areas)
+    # a row: Enter selects its object
+    page.focus("#data-table tbody tr:not(.spacer) >> nth=0")
+    page.keyboard.press("Enter")
+    assert page.evaluate(f"{state}.selected") > 0
+    # the image: arrows pan it
+    page.focus("#canvas")
+    before = page.evaluate(f"({{ x: {state}.view.tx, y: {state}.view.ty }})")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowUp")
+    after = page.evaluate(f"({{ x: {state}.view.tx, y: {state}.view.ty }})")
+    assert after["x"] > before["x"] and after["y"] > before["y"]
+    page.keyboard.press("Shift+ArrowRight")
+    assert page.evaluate(f"{state}.view.tx") < after["x"]
+    manager.cancel(job.id)
+
+
+def test_pixel_size_takes_a_decimal_comma_and_refuses_nonsense_visibly(page, live_url, manager):
+    job = two_class_job(manager)
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
+    page.fill("#pixel-size", "0,65")
+    page.press("#pixel-size", "Enter")
+    page.wait_for_function("window.__morphoscope.state.pixelSize === 0.65")
+    assert page.input_value("#pixel-size") == "0.65"
+    assert "0.65 µm per pixel" in page.inner_text("#pixel-size-hint")
+    for bad in ("1,234.5", "65 px", "1e9"):
+        page.fill("#pixel-size", bad)
+        page.press("#pixel-size", "Enter")
+        assert page.get_attribute("#pixel-size", "aria-invalid") == "true", bad
+        hint = page.inner_text("#pixel-size-hint")
+        assert "Measurements still use 0.65 µm per pixel" in hint and page.is_visible("#pixel-size-hint"), bad
+        assert page.evaluate("window.__morphoscope.state.pixelSize") == 0.65
+    page.screenshot(path=str(SCREENSHOTS / "12_pixel_size_refused.png"))
+    page.fill("#pixel-size", "")
+    page.press("#pixel-size", "Enter")
+    assert page.evaluate("window.__morphoscope.state.pixelSize") is None
+    assert page.get_attribute("#pixel-size", "aria-invalid") == "false"
+    manager.cancel(job.id)
+
+
+def test_model_card_and_image_warning_are_shown(page, live_url, manager):
+    warning = "This image looks unlike the fluorescence nuclei the model was trained on."
+    job = two_class_job(manager, warnings=[warning])
+    page.goto(live_url)
+    page.wait_for_selector("#model-description")
+    assert len(page.inner_text("#model-description")) > 20
+    assert page.inner_text("#model-trained-on").startswith("Trained on:")
+    page.goto(f"{live_url}/?job={job.id}")
+    page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
+    page.click('.image-item:has-text("first")')
+    page.wait_for_selector("#viewer-warning:not([hidden])")
+    assert warning in page.inner_text("#viewer-warning")
+    assert "check" in page.inner_text('.image-item:has-text("first") .status')
+    page.screenshot(path=str(SCREENSHOTS / "13_warning.png"))
+    page.click('.image-item:has-text("second")')
+    assert page.is_hidden("#viewer-warning")
+    manager.cancel(job.id)
+
+
+def test_token_server_opens_from_the_printed_address(page, tmp_path):
+    from morphoscope.web.app import create_app
+    from morphoscope.web.jobs import JobManager, ServerConfig
+
+    m = JobManager(ServerConfig(tmp_dir=tmp_path, token="lab-token-123", models=[]))
+    url, _, stop = serve_in_thread(create_app(manager=m))
+    try:
+        r = page.goto(url)
+        assert r.status == 401 and page.is_visible("input[name=token]")
+        page.fill("input[name=token]", "lab-token-123")
+        page.click("button")
+        page.wait_for_selector("#server-status.ok")
+        assert page.url == f"{url}/"  # the token left the address bar
+        assert page.evaluate("fetch('/api').then((r) => r.status)") == 200
+    finally:
+        stop()
+        m.close()
+
+
+def test_swagger_ui_works_offline_with_try_it_out(page, live_url):
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(live_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{live_url}/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    assert page.locator(".opblock").count() >= 30
+    op = page.locator('.opblock:has(.opblock-summary-path[data-path="/api"])').first
+    op.locator(".opblock-summary").click()
+    op.locator("button.execute").click()
+    status = op.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    page.screenshot(path=str(SCREENSHOTS / "14_swagger_ui.png"))
+    assert not outside, outside

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from morphoscope.models.registry import SHIPPED, WEIGHTS_DIR
+from morphoscope.engine.task import BlockOutput, Inference, Task
+from morphoscope.models.checkpoint import SHIPPED, WEIGHTS_DIR
 from morphoscope.samples import BBBC039, sample_images
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -26,7 +27,7 @@ TINY_CONFIG = {
 
 
 def shipped_model_path() -> Path | None:
-    path = WEIGHTS_DIR / SHIPPED["nuclei"]
+    path = WEIGHTS_DIR / f"{SHIPPED['nuclei']}.safetensors"
     return path if path.is_file() else None
 
 
@@ -88,6 +89,140 @@ def expected_count(scores: np.ndarray, classes: np.ndarray, threshold: float, cl
     if cls is not None:
         keep &= classes[1:] == cls
     return int(keep.sum())
+
+
+def serve_in_thread(app):
+    """Run ``app`` with uvicorn on a free 127.0.0.1 port: (base URL, stop function)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.time()
+    while not server.started:
+        if time.time() - t0 > 30 or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", port, stop
+
+
+def instance_result(name: str = "cells", size: int = 64, n: int = 6, seed: int = 0, class_names=("nucleus",),
+                    classes=None, **kwargs):
+    """A small finished result of objects thresholded by score (discs on noise) made without a
+    model; object k (1..n) scores from 0.95 down to 0.3 and is of class ``classes[k - 1]``
+    (default 1)."""
+    from skimage.draw import disk
+
+    from morphoscope.web.jobs import result_from_labels
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.uint16)
+    for k in range(1, n + 1):
+        rr, cc = disk((rng.uniform(8, size - 8), rng.uniform(8, size - 8)), rng.uniform(3, 6), shape=labels.shape)
+        labels[rr, cc] = k
+    scores = np.concatenate([[0.0], np.linspace(0.95, 0.3, n)]).astype(np.float32)
+    classes = np.concatenate([[0], np.ones(n) if classes is None else classes]).astype(np.int64)
+    image = (rng.normal(200, 10, labels.shape) + (labels > 0) * 800).clip(0, 65535).astype(np.uint16)
+    return result_from_labels(labels, scores, classes, plane=image, name=name, class_names=list(class_names), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# tasks the web app has never heard of: it must serve them by what their results hold
+# --------------------------------------------------------------------------------------------
+
+
+class MapsInference(Inference):
+    """Fixed class probabilities for any image (class 1 sure in [4:12, 4:12], class 2 less sure
+    in [20:28, 20:28]); objects are the connected regions of foreground probability >= the
+    threshold, re-made from the kept maps at any other threshold."""
+
+    threshold_kind = "probability"
+
+    def __init__(self, bundle, *, keep_maps: bool = False):
+        super().__init__(bundle)
+        self.keep_maps, self.threshold = keep_maps, 0.5
+
+    def statistics(self, sample):
+        return {}
+
+    def prepare(self, window, stats):
+        return np.asarray(window, np.float32)[None]
+
+    def run(self, batch):
+        outs = []
+        for x in batch:
+            h, w = x.shape[-2:]
+            p = np.zeros((3, h, w), np.float32)
+            p[1, 4:12, 4:12] = 0.9
+            p[2, 20:28, 20:28] = 0.6
+            p[0] = 1 - p[1] - p[2]
+            outs.append(BlockOutput(objects=self.remake(p, self.threshold), maps=p if self.keep_maps else None))
+        return outs
+
+    def remake(self, maps, threshold):
+        from scipy import ndimage
+
+        from morphoscope.engine.objects import Objects
+
+        fg = 1 - maps[0]
+        labels, n = ndimage.label(fg >= threshold)
+        cls = 1 + np.argmax(maps[1:], axis=0)
+        ids = np.arange(1, n + 1)
+        return Objects.from_labels(labels, classes=dict(zip(ids, ndimage.maximum(cls, labels, ids).astype(int))),
+                                   scores=dict(zip(ids, ndimage.mean(fg, labels, ids))))
+
+    def finish(self, objects, maps, class_scores):
+        return {"warnings": ["made up: these probabilities are the same for every image"]}
+
+
+class ScoresInference(MapsInference):
+    """Fixed class probabilities of a whole image (0.8, 0.3); the model decides for the first."""
+
+    tiled = False
+    threshold_kind = None
+
+    def run(self, batch):
+        return [BlockOutput(class_scores=np.array([0.8, 0.3])) for _ in batch]
+
+    def finish(self, objects, maps, class_scores):
+        return {"decided": [self.bundle.class_names[0]]}
+
+
+class BlockingInference(MapsInference):
+    """Waits for ``bundle.gate``, then fails."""
+
+    def run(self, batch):
+        self.bundle.gate.wait(30)
+        raise RuntimeError("boom")
+
+
+def made_up_bundle(inference_type, class_names, *, name="made-up", gate=None):
+    """A loaded model of a task that exists nowhere else, running ``inference_type``."""
+    from morphoscope.engine.bundle import ModelBundle
+
+    class MadeUpTask(Task):
+        result_kind = "classes" if inference_type is ScoresInference else "objects"
+
+        def inference(self, bundle, **options):
+            return inference_type(bundle, **options)
+
+    MadeUpTask.name = f"made_up_{inference_type.__name__.lower()}"
+    bundle = ModelBundle(name=name, task=MadeUpTask(), model=None, class_names=list(class_names), cfg=None,
+                         normalize={})
+    bundle.gate = gate
+    return bundle
 
 
 def wait_done(client, job_id: str, timeout: float = 240) -> dict:

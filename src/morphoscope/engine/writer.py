@@ -298,7 +298,7 @@ class OutputFolder:
             image_anns = []
             for i in range(len(objs)):
                 rle = objs.rle(i)
-                image_anns.append(_annotation(rle, int(objs.classes[i]), float(objs.scores[i]), off + i + 1))
+                image_anns.append(coco_annotation(rle, int(objs.classes[i]), float(objs.scores[i]), off + i + 1))
             images.append({"entry": entry, "annotations": image_anns})
             if self.measure:
                 tables.append(self._measure(labels, plane, classes, scores, item, res, entry.get("plane")))
@@ -345,7 +345,7 @@ class OutputFolder:
         from morphoscope.io.images import write_png
 
         write_png(self.out / f"{item.name}_overlay.png", overlay(small, lab_small, cls_small), overwrite=True)
-        anns = [_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1) for i in range(n)]
+        anns = [coco_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1) for i in range(n)]
         entry = {"file_name": item.file_name, "height": int(shape[0]), "width": int(shape[1])}
         table = self._measure_blocks(objs, numbers, reader, item, res) if self.measure else None
         if self.exports:
@@ -561,7 +561,8 @@ def _write_zarr(path: Path, objs: Objects, numbers, shape, dtype, *, pixel_size=
     os.replace(tmp, path)
 
 
-def _annotation(rle: dict, category: int, score: float, label: int) -> dict:
+def coco_annotation(rle: dict, category: int, score: float, label: int) -> dict:
+    """One COCO results entry (no ids yet) of an object given by its RLE."""
     from pycocotools import mask as mask_utils
 
     enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}

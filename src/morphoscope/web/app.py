@@ -1,7 +1,7 @@
 """The HTTP API and web app of ``morphoscope serve`` (FastAPI).
 
 The page (``/``) and scripts use the same endpoints (all under ``/api``; the OpenAPI document is
-``/api/openapi.json`` and docs/openapi.json, a readable reference ``/api/docs``):
+``/openapi.json`` and docs/openapi.json, Swagger UI ``/docs``, served from this server):
 
 1. ``POST /api/uploads`` an image file (or ``POST /api/examples/{name}`` a bundled example),
 2. ``POST /api/jobs`` with the upload ids and a model id, then poll ``GET /api/jobs/{id}`` --
@@ -10,32 +10,59 @@ The page (``/``) and scripts use the same endpoints (all under ``/api``; the Ope
    ``overlay.png``, ``masks/{k}.png``, ``measurements``, ``predictions.json``, ``report.html``,
    ``outputs.zip``.
 
-Nothing here needs the internet: the page's scripts and styles are in ``static/``.
+Uploads and jobs belong to the session that made them (web/security.py: cookie or
+``X-Morphoscope-Session``); other sessions get 404. Nothing here needs the internet.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, WithJsonSchema
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import ClientDisconnect
 
 from morphoscope import __version__
 from morphoscope.errors import InputError, MorphoscopeError
 from morphoscope.web import exports
-from morphoscope.web.jobs import (Conflict, JobManager, NotFound, QueueFull, ServerConfig, WebError,
-                                  png_bytes)
+from morphoscope.web.jobs import (PIXEL_SIZE_RANGE, Conflict, Invalid, JobManager, NotFound, QueueFull,
+                                  ServerConfig, WebError, display_name, png_bytes)
+from morphoscope.web.security import REPORT_CSP, Guard, content_disposition, docs_csp
 
 STATIC_DIR = Path(__file__).parent / "static"
+UPLOAD_PATHS = ("/api/uploads", "/api/predict")
 log = logging.getLogger("morphoscope.web")
+
+# --------------------------------------------------------------------------------------------
+# request values
+# --------------------------------------------------------------------------------------------
+
+
+def _decimal_point(value):
+    """'0,65' is refused with a message (float() would refuse it with a cryptic one, and a
+    browser may have turned it into 65)."""
+    if isinstance(value, str) and "," in value:
+        raise ValueError(f"'{value}' has a decimal comma; write the number with a decimal point "
+                         f"({value.replace(',', '.')})")
+    return value
+
+
+_PX_LO, _PX_HI = PIXEL_SIZE_RANGE
+PixelSize = Annotated[float, BeforeValidator(_decimal_point), Field(ge=_PX_LO, le=_PX_HI)]
+PIXEL_SIZE_HELP = f"µm per pixel ({_PX_LO:g} to {_PX_HI:g}; a decimal point, not a comma)"
+Threshold = Annotated[float, Field(ge=0, le=1)]
+PXS = Annotated[PixelSize | None, Query(description=PIXEL_SIZE_HELP + " (default: the job's)")]
 
 # --------------------------------------------------------------------------------------------
 # response documents (the OpenAPI schema)
@@ -43,29 +70,45 @@ log = logging.getLogger("morphoscope.web")
 
 
 class ErrorDoc(BaseModel):
+    """Every error but 422 (which is FastAPI's list of validation errors)."""
+
     detail: str = Field(description="what went wrong, in one readable sentence")
+
+
+Kind = Literal["objects", "classes"]
+ThresholdKind = Literal["score", "probability"] | None
+KIND_HELP = ("what the model's results hold: `objects` (labels, masks, objects and their measurements) or "
+             "`classes` (class probabilities of the whole image)")
+THRESHOLD_KIND_HELP = ("what the threshold thresholds: `score` (objects scoring below it are left out; the raw "
+                       "objects are kept, so a client may apply any score itself), `probability` (the objects "
+                       "are made again from the kept probability maps at it), or null (no threshold)")
 
 
 class ModelCard(BaseModel):
     id: str = Field(description="the id to ask for in jobs")
     name: str
-    task: Literal["instance", "semantic", "classify"] | str
+    task: str = Field(description="the model's task (e.g. instance, semantic, classify), for people: what its "
+                      "results hold is `kind`")
+    kind: Kind = Field(description=KIND_HELP)
+    threshold_kind: ThresholdKind = Field(description=THRESHOLD_KIND_HELP)
+    threshold: float | None = Field(description="the model's default threshold (of `threshold_kind`), as "
+                                    "`morphoscope predict` uses it")
     classes: list[str]
     metrics: dict[str, float] = Field(description="validation metrics stored with the model")
     backbone: str | None = None
     architecture: str | None = None
-    path: str
+    file: str = Field(description="the model's file name (never its folder on the server)")
     source: str = Field(description="'shipped' with morphoscope or a 'file' given to the server")
-    score_threshold: float = Field(description="default score threshold (instance models)")
-    probability_threshold: float = Field(description="default probability threshold (semantic models)")
     class_thresholds: list[float] | None = Field(None, description="per-class decision thresholds (multi-label classifiers)")
-    description: str = ""
+    description: str = Field(description="what the model does and what images it was trained on, for people")
+    trained_on: str | None = Field(None, description="the training data, as the last parts of its path")
+    validated_on: str | None = Field(None, description="the validation data, as the last parts of its path")
     default: bool
 
 
 class UploadInfo(BaseModel):
     upload_id: str
-    name: str
+    name: str = Field(description="the file's own name (any script), as shown and downloaded")
     size_bytes: int
     height: int
     width: int
@@ -94,13 +137,36 @@ class JobInput(BaseModel):
 
 
 class JobRequest(BaseModel):
-    inputs: list[JobInput] = Field(min_length=1)
+    inputs: list[JobInput] = Field(min_length=1, max_length=64)
     model: str | None = Field(None, description="model id (GET /api/models); default: the server's first model")
-    score_threshold: float | None = Field(
-        None, ge=0, le=1, description="default threshold of the outputs (instance: score, semantic: "
-        "probability); every output endpoint takes another one as ?threshold=")
-    pixel_size: float | None = Field(None, gt=0, description="µm per pixel for the measurements; "
-                                     "default: from the TIFF metadata, else pixels")
+    score_threshold: Threshold | None = Field(
+        None, description="default threshold of the outputs, of the model's `threshold_kind` (score or "
+        "probability; default: the model's own); every output endpoint takes another one as ?threshold=")
+    pixel_size: PixelSize | None = Field(None, description=PIXEL_SIZE_HELP + "; default: from the TIFF "
+                                         "metadata, else pixels")
+
+
+_FILES = Annotated[list[bytes], WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}})]
+
+
+class UploadForm(BaseModel):
+    files: _FILES = Field(description="PNG, JPEG or 8/16-bit TIFF images, multi-page stacks included")
+
+
+class PredictForm(BaseModel):
+    """The form fields of POST /api/predict besides its files."""
+
+    model: str | None = Field(None, description="model id; default: the server's first model")
+    score_threshold: Threshold | None = None
+    pixel_size: PixelSize | None = Field(None, description=PIXEL_SIZE_HELP)
+    slice: int = Field(0, ge=0, description="plane of stacks")
+    wait: float | None = Field(None, ge=0, le=3600, description="seconds to wait for the result before "
+                               "answering 202 with the job (default: the server's --sync-wait)")
+
+
+class PredictBody(PredictForm):
+    files: _FILES = Field(description="image files")
 
 
 class ImageSummary(BaseModel):
@@ -108,17 +174,22 @@ class ImageSummary(BaseModel):
     name: str
     upload_id: str
     slice: int
-    task: str
+    task: str = Field(description="the model's task, for people")
+    kind: Kind = Field(description=KIND_HELP)
+    threshold_kind: ThresholdKind = Field(description=THRESHOLD_KIND_HELP)
     height: int
     width: int
     pixel_size_um: float | None = None
     seconds: float
-    n_detections: int | None = Field(None, description="instance: all detections kept (any score)")
-    counts: dict[str, int] | None = Field(None, description="objects per class at the job's threshold")
-    predicted_class: str | None = Field(None, description="classify: the most probable class")
-    predicted: list[str] | None = Field(None, description="classify: the classes the model decides for (its thresholds)")
-    probabilities: dict[str, float] | None = None
-    outputs: dict[str, Any] = Field(description="URLs of this image's outputs (which exist depends on the task)")
+    warnings: list[str] = Field([], description="what may make this result wrong, for people (e.g. an "
+                                "image unlike the model's training data)")
+    n_detections: int | None = Field(None, description="score thresholds: every object found, at any score (the "
+                                     "objects of labels.bin)")
+    counts: dict[str, int] | None = Field(None, description="objects: objects per class at the job's threshold")
+    predicted_class: str | None = Field(None, description="classes: the most probable class")
+    predicted: list[str] | None = Field(None, description="classes: the classes the model decides for (its thresholds)")
+    probabilities: dict[str, float] | None = Field(None, description="classes: each class's probability")
+    outputs: dict[str, Any] = Field(description="URLs of this image's outputs (which exist depends on `kind`)")
 
 
 class JobStatus(BaseModel):
@@ -128,9 +199,11 @@ class JobStatus(BaseModel):
     progress: float = Field(description="0..1")
     error: str | None = None
     model: str
-    task: str
+    task: str = Field(description="the model's task, for people")
+    kind: Kind = Field(description=KIND_HELP)
+    threshold_kind: ThresholdKind = Field(description=THRESHOLD_KIND_HELP)
     classes: list[str]
-    score_threshold: float
+    score_threshold: float = Field(description="the job's threshold, of `threshold_kind` (the default of every output)")
     n_images: int
     created: float
     started: float | None = None
@@ -147,15 +220,20 @@ class TableDoc(BaseModel):
 
 
 class ObjectsDoc(TableDoc):
+    """A measurement table with what it was made at and of."""
+
     threshold: float
     class_names: list[str]
-    task: str
+    task: str = Field(description="the model's task, for people")
+    kind: Kind = Field(description=KIND_HELP)
+    threshold_kind: ThresholdKind = Field(description=THRESHOLD_KIND_HELP)
 
 
 class ServerInfo(BaseModel):
     name: str
     version: str
     limits: dict[str, float]
+    token_required: bool = Field(description="every request must carry the server's access token")
     default_model: str | None
     queue: dict[str, int]
     links: dict[str, str]
@@ -164,8 +242,31 @@ class ServerInfo(BaseModel):
 BINARY = {"application/octet-stream": {}}
 PNG = {"image/png": {}}
 TIFF = {"image/tiff": {}}
-ERRORS = {404: {"model": ErrorDoc, "description": "unknown job, image, model or class"},
-          409: {"model": ErrorDoc, "description": "the job is not finished or failed"}}
+VALIDATION = {"description": "Validation Error: a value that cannot be used (FastAPI's list of errors)",
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+ERROR_TEXT = {
+    400: "malformed request: a body that is not the documented form, or (loopback servers) a Host "
+         "header naming another host",
+    401: "the server was started with an access token and the request did not carry it",
+    403: "a write sent by another web site, or deleting what the server itself made",
+    404: "unknown (or another session's) job, upload, image, model or class",
+    409: "the job is not finished, or failed, or has no such output",
+    410: "the uploaded image these measurements need has been deleted",
+    413: "the upload, an image plane or the decoded image is larger than the server accepts",
+    429: "try again later: the job queue is full, or your (or the server's) space for images is used up",
+}
+
+
+def errors(*codes: int) -> dict:
+    return {c: VALIDATION if c == 422 else {"model": ErrorDoc, "description": ERROR_TEXT[c]} for c in codes}
+
+
+OUT_ERRORS = errors(404, 409)
+
+
+def multipart_body(model: type[BaseModel]) -> dict:
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": model.model_json_schema()}}}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,28 +274,19 @@ ERRORS = {404: {"model": ErrorDoc, "description": "unknown job, image, model or 
 # --------------------------------------------------------------------------------------------
 
 
-def _attachment(name: str) -> dict:
-    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-    return {"Content-Disposition": f'attachment; filename="{safe}"'}
+class CachedStatic(StaticFiles):
+    """Static files with ETags (304 when unchanged) that browsers check again on each use."""
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
 
 
-class UploadLimitMiddleware:
-    """Refuses request bodies declared larger than the upload limit before reading them."""
+def _docs_static_dir() -> Path:
+    import fastapi_offline
 
-    def __init__(self, app, limit_bytes: int, slack: int = 1 << 20):
-        self.app, self.limit, self.slack = app, limit_bytes, slack
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit + self.slack:
-                mb = self.limit / 2**20
-                resp = JSONResponse(
-                    {"detail": f"the upload is {int(length) / 2**20:.1f} MB; this server accepts uploads "
-                               f"up to {mb:g} MB (--max-upload-mb)"}, status_code=413)
-                await resp(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def create_app(config: ServerConfig | None = None, *, manager: JobManager | None = None,
@@ -203,14 +295,16 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
 
     ``trusted_hosts`` restricts the Host header (``morphoscope serve`` sets it to the loopback
     names when it listens on 127.0.0.1, which stops DNS-rebinding pages from reaching the API).
-    ``close_manager`` (default: when the manager is made here) stops the workers and deletes the
-    temporary folder when the application shuts down.
+    ``config.token``, when set, is required on every request. ``close_manager`` (default: when
+    the manager is made here) stops the workers and deletes the temporary folder when the
+    application shuts down.
     """
     from contextlib import asynccontextmanager
 
     config = config or (manager.config if manager else ServerConfig())
     owns_manager = manager is None if close_manager is None else close_manager
     manager = manager or JobManager(config)
+    c = manager.config
 
     @asynccontextmanager
     async def lifespan(app):
@@ -229,75 +323,109 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
             "`POST /api/predict` does the three steps in one request (it waits for small jobs and "
             "answers `202` with a job to poll for long ones).\n\n"
             "Outputs are made from the kept raw predictions, so every output endpoint takes "
-            "`?threshold=` (instance models: the score threshold; semantic models: the probability "
-            "threshold) without running the model again. Files are as `morphoscope predict` writes "
-            "them (docs/outputs.md).\n\n"
-            "Limits: uploads larger than `--max-upload-mb` get `413`, images with more pixels than "
-            "`--max-pixels` get `413`, unreadable files `422`, a full job queue `503`. Uploads and "
-            "results are deleted `--keep-minutes` after their last use."),
-        docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan,
+            "`?threshold=` without running the model again: a score threshold or a probability "
+            "threshold, as the job's `threshold_kind` says. Which outputs exist follows the job's "
+            "`kind`: `objects` (labels, masks, objects, COCO) or `classes` (class probabilities). "
+            "Files are as `morphoscope predict` writes them (docs/outputs.md).\n\n"
+            "Sessions: uploads and jobs belong to the session that made them; other sessions get "
+            "`404`. Browsers keep the session in a cookie; scripts keep the cookie (httpx.Client, "
+            "requests.Session) or send back the `X-Morphoscope-Session` header of the first answer. "
+            "A server started with a token (`--token`, and by default when it listens beyond this "
+            "computer) needs `Authorization: Bearer TOKEN` on every request.\n\n"
+            "Errors are `{\"detail\": \"one sentence\"}`, except `422`, FastAPI's list of "
+            "validation errors. Limits: uploads larger than `--max-upload-mb`, planes larger than "
+            "`--max-pixels` and images decoding to more than `--max-image-mb` get `413`; a full "
+            "queue or a used-up quota `429` (with `Retry-After`). Uploads and results are deleted "
+            "`--keep-minutes` after their last use."),
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
+        responses=errors(400, 401),
     )
     app.state.manager = manager
     app.state.config = config
-    app.add_middleware(UploadLimitMiddleware, limit_bytes=config.max_upload_bytes)
-    if trusted_hosts:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(Guard, token=c.token, allowed_hosts=trusted_hosts, upload_paths=UPLOAD_PATHS,
+                       upload_limit=c.max_upload_bytes + (256 << 10),  # + the multipart envelope
+                       upload_limit_text=f"{c.max_upload_mb:g} MB", port=c.port)
 
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
+    def who(request: Request) -> tuple[str, str]:
+        """(session, client address) that the Guard found for this request."""
+        state = request.scope.get("state", {})
+        return state.get("session", "anonymous"), state.get("client", "unknown")
+
+    def owner(request: Request) -> str:
+        return who(request)[0]
 
     # ---- errors ----------------------------------------------------------------------------
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError):
+        message = manager.scrub(exc.message if exc.path is None else str(exc))
+        if isinstance(exc, Invalid):
+            return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": message, "type": exc.type}]},
+                                status_code=422)
         headers = {"Retry-After": "5"} if isinstance(exc, QueueFull) else None
-        return JSONResponse({"detail": exc.message if exc.path is None else str(exc)},
-                            status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(MorphoscopeError)
     async def _input_error(request: Request, exc: MorphoscopeError):
-        status = 422 if isinstance(exc, InputError) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        message = manager.scrub(str(exc))
+        if isinstance(exc, InputError):
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}]},
+                                status_code=422)
+        return JSONResponse({"detail": message}, status_code=400)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        msgs = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form"))
-            msgs.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return JSONResponse({"detail": "; ".join(msgs) or "invalid request", "errors": jsonable(exc.errors())},
-                            status_code=422)
-
-    # ---- page ------------------------------------------------------------------------------
+    # ---- page and reference ----------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", CachedStatic(directory=STATIC_DIR), name="static")
+    app.mount("/docs-static", CachedStatic(directory=_docs_static_dir()), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json", title="morphoscope HTTP API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js", swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None, "tryItOutEnabled": True, "defaultModelsExpandDepth": 0})
+        page.headers["Content-Security-Policy"] = docs_csp(page.body.decode())
+        return page
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_alias():
+        return JSONResponse(app.openapi())
 
     @app.get("/api/docs", include_in_schema=False)
-    def api_docs():
-        return HTMLResponse(render_api_docs(app.openapi()))
+    def docs_alias():
+        return RedirectResponse("/docs", status_code=308)
 
     # ---- server and models -----------------------------------------------------------------
     @app.get("/api", response_model=ServerInfo, tags=["server"], summary="Server version, limits and links")
     def info():
-        c = manager.config
         return {"name": "morphoscope", "version": __version__,
                 "limits": {"max_upload_mb": c.max_upload_mb, "max_pixels": c.max_pixels,
+                           "max_image_mb": c.max_image_mb, "quota_mb": c.quota_mb,
+                           "max_total_mb": c.max_total_mb,
                            "max_queue": c.max_queue, "max_images_per_job": c.max_images_per_job,
-                           "keep_minutes": c.keep_minutes, "sync_wait_s": c.sync_wait_s},
+                           "keep_minutes": c.keep_minutes, "sync_wait_s": c.sync_wait_s,
+                           "pixel_size_min_um": _PX_LO, "pixel_size_max_um": _PX_HI},
+                "token_required": bool(c.token),
                 "default_model": manager.catalog.default_id, "queue": manager.busy(),
-                "links": {"page": "/", "openapi": "/api/openapi.json", "docs": "/api/docs",
+                "links": {"page": "/", "openapi": "/openapi.json", "docs": "/docs",
                           "models": "/api/models", "examples": "/api/examples"}}
 
     @app.get("/api/models", response_model=list[ModelCard], tags=["models"],
              summary="The models this server offers")
     def models():
-        """Installed (shipped) models and those given with `--model`, with their task, classes and
-        validation metrics from the checkpoint; the first is the default."""
+        """Installed (shipped) models and those given with `--model`, with their task, classes,
+        what they were trained on and validation metrics from the checkpoint; the first is the
+        default."""
         return manager.catalog.cards()
 
     @app.get("/api/models/{model_id}", response_model=ModelCard, tags=["models"], summary="One model's card",
-             responses={404: {"model": ErrorDoc}})
+             responses=errors(404))
     def model(model_id: str):
         return manager.catalog.card(model_id)
 
@@ -322,122 +450,160 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
         raise NotFound(f"unknown example '{name}'")
 
     @app.get("/api/examples/{name}/image", tags=["examples"], summary="An example's original file",
-             response_class=FileResponse, responses={200: {"content": {"image/tiff": {}, "image/png": {}}}, 404: {"model": ErrorDoc}})
+             response_class=FileResponse, responses={200: {"content": {"image/tiff": {}, "image/png": {}}}, **errors(404)})
     def example_image(name: str):
         e = _example(name)
         return FileResponse(e.path, filename=e.path.name)
 
     @app.get("/api/examples/{name}/preview.png", tags=["examples"], summary="A small preview of an example",
-             response_class=Response, responses={200: {"content": PNG}, 404: {"model": ErrorDoc}})
+             response_class=Response, responses={200: {"content": PNG}, **errors(404)})
     def example_preview(name: str):
         return Response(_example(name).preview(), media_type="image/png",
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/examples/{name}", response_model=UploadInfo, status_code=201, tags=["examples"],
-              summary="Use an example as an upload", responses={404: {"model": ErrorDoc}})
-    def example_upload(name: str):
+              summary="Use an example as an upload", responses=errors(403, 404, 429))
+    def example_upload(name: str, request: Request):
         """Copies the example into the server's uploads: the answer is an upload to predict on."""
         e = _example(name)
-        return manager.add_upload(e.path.name, e.path, example=e.name).info()
+        session, client = who(request)
+        return manager.add_upload(e.path.name, e.path, example=e.name, owner=session, client=client).info()
 
     # ---- uploads ---------------------------------------------------------------------------
-    @app.post("/api/uploads", response_model=list[UploadInfo], status_code=201, tags=["uploads"],
-              summary="Upload image files",
-              responses={413: {"model": ErrorDoc, "description": "file or image too large"},
-                         422: {"model": ErrorDoc, "description": "not a readable image"}})
-    def upload(files: list[UploadFile] = File(description="PNG, JPEG or 8/16-bit TIFF images, "
-                                                          "multi-page stacks included")):
-        """Stores the files and checks that each is a readable image within the limits. All or
-        nothing: when one file is refused none is kept, and the message names it."""
-        return [u.info() for u in _store_uploads(files)]
+    async def _receive(request: Request):
+        """The request's files stored and checked (all or nothing), and its other form fields."""
+        from morphoscope.web.uploads import MalformedBody, receive_form
 
-    def _store_uploads(files: list[UploadFile]):
-        done = []
+        session, client = who(request)
+
+        def open_file(filename: str, index: int):
+            try:
+                uid, path, name = manager.reserve_upload(filename)
+            except Invalid as exc:
+                raise Invalid(exc.message, loc=("body", "files", index)) from None
+            return path, (uid, path, name)
+
         try:
-            for f in files:
-                done.append(manager.add_upload(f.filename or "image", f.file))
-        except BaseException:
-            for u in done:
-                manager.delete_upload(u.id)
-            raise
-        return done
+            form = await receive_form(
+                request, open_file=open_file, discard=lambda t: manager.discard_upload_file(t[1]),
+                file_limit=c.max_upload_bytes, too_large=lambda fn, size: manager.too_large(display_name(fn), size),
+                max_files=c.max_images_per_job)
+        except MalformedBody as exc:
+            raise WebError(str(exc)) from None
+        except ClientDisconnect:
+            raise WebError("the client went away before the upload ended") from None
+        files = [f for f in form.files if f.field == "files"]
+        for f in form.files:
+            if f.field != "files":
+                manager.discard_upload_file(f.path)
+        if not files:
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "files"), "msg": "Field required",
+                                           "input": None}])
+
+        def register_all():
+            done = []
+            try:
+                for i, f in enumerate(files):
+                    uid, path, name = f.token
+                    try:
+                        done.append(manager.register_upload(uid, path, name, owner=session, client=client))
+                    except Invalid as exc:
+                        raise Invalid(exc.message, loc=("body", "files", i)) from None
+            except BaseException:
+                for u in done:
+                    manager.delete_upload(u.id)
+                for f in files[len(done):]:
+                    manager.discard_upload_file(f.path)
+                raise
+            return done
+
+        return await run_in_threadpool(register_all), form.fields
+
+    @app.post("/api/uploads", response_model=list[UploadInfo], status_code=201, tags=["uploads"],
+              summary="Upload image files", openapi_extra=multipart_body(UploadForm),
+              responses=errors(403, 413, 422, 429))
+    async def upload(request: Request):
+        """Stores the files and checks that each is a readable image within the limits, from its
+        header before decoding it. All or nothing: when one file is refused none is kept, and the
+        message names it. File names in any script are kept."""
+        ups, _ = await _receive(request)
+        return [u.info() for u in ups]
 
     @app.get("/api/uploads/{upload_id}", response_model=UploadInfo, tags=["uploads"],
-             summary="An upload's size, slices and pixel size", responses={404: {"model": ErrorDoc}})
-    def upload_info(upload_id: str):
-        return manager.get_upload(upload_id).info()
+             summary="An upload's size, slices and pixel size", responses=errors(404))
+    def upload_info(upload_id: str, request: Request):
+        return manager.get_upload(upload_id, owner(request)).info()
 
     @app.get("/api/uploads/{upload_id}/preview.png", tags=["uploads"], summary="One plane of an upload, for display",
-             response_class=Response, responses={200: {"content": PNG}, 404: {"model": ErrorDoc}})
-    def upload_preview(upload_id: str, slice: int = Query(0, ge=0, description="plane of a stack")):
+             response_class=Response, responses={200: {"content": PNG}, **errors(404)})
+    def upload_preview(upload_id: str, request: Request,
+                       slice: int = Query(0, ge=0, description="plane of a stack")):
         """The plane with its intensities stretched for display (0.5-99.8 percentiles), as 8-bit RGB."""
-        return Response(manager.preview_png(upload_id, slice), media_type="image/png")
+        return Response(manager.preview_png(upload_id, slice, owner=owner(request)), media_type="image/png")
 
     @app.delete("/api/uploads/{upload_id}", status_code=204, tags=["uploads"], summary="Delete an upload",
-                responses={404: {"model": ErrorDoc}})
-    def delete_upload(upload_id: str):
-        manager.delete_upload(upload_id)
+                responses=errors(403, 404))
+    def delete_upload(upload_id: str, request: Request):
+        manager.delete_upload(upload_id, owner(request))
         return Response(status_code=204)
 
     # ---- jobs ------------------------------------------------------------------------------
     @app.post("/api/jobs", response_model=JobStatus, status_code=202, tags=["jobs"],
-              summary="Start a prediction job",
-              responses={404: {"model": ErrorDoc, "description": "unknown model or upload"},
-                         503: {"model": ErrorDoc, "description": "the job queue is full; retry later"}})
-    def submit(req: JobRequest):
+              summary="Start a prediction job", responses=errors(403, 404, 413, 429))
+    def submit(req: JobRequest, request: Request):
         """Queues the model on the uploads; poll `GET /api/jobs/{job_id}`."""
+        session = owner(request)
         job = manager.submit([(i.upload_id, i.slice) for i in req.inputs], model=req.model,
-                             score_threshold=req.score_threshold, pixel_size=req.pixel_size)
-        return manager.status(job.id)
+                             score_threshold=req.score_threshold, pixel_size=req.pixel_size, owner=session)
+        return manager.status(job.id, session)
 
     @app.post("/api/predict", response_model=JobStatus, tags=["jobs"],
-              summary="Upload images and predict in one request",
-              responses={202: {"model": JobStatus, "description": "still running: poll the job's url"},
-                         404: {"model": ErrorDoc}, 413: {"model": ErrorDoc}, 422: {"model": ErrorDoc},
-                         500: {"model": ErrorDoc, "description": "the model failed"},
-                         503: {"model": ErrorDoc}})
-    def predict(files: list[UploadFile] = File(description="image files"),
-                model: str | None = Form(None, description="model id; default: the server's first model"),
-                score_threshold: float | None = Form(None, ge=0, le=1),
-                pixel_size: float | None = Form(None, gt=0, description="µm per pixel"),
-                slice: int = Form(0, ge=0, description="plane of stacks"),
-                wait: float | None = Form(None, ge=0, description="seconds to wait for the result before "
-                                   "answering 202 with the job (default: the server's --sync-wait)")):
-        """The synchronous way: answers `200` with the finished job (outputs' URLs, counts) when it
-        is done within `wait` seconds, else `202` with the job to poll."""
-        manager.catalog.card(model)  # unknown model: 404 before storing anything
-        ups = _store_uploads(files)
+              summary="Upload images and predict in one request", openapi_extra=multipart_body(PredictBody),
+              responses={200: {"description": "the job ended: `status` is `done`, or `failed` with `error` "
+                                              "saying why"},
+                         202: {"model": JobStatus, "description": "still running: poll the job's url"},
+                         **errors(403, 404, 413, 422, 429)})
+    async def predict(request: Request):
+        """The synchronous way: answers `200` with the job once it has ended within `wait`
+        seconds (`status` `done`, or `failed` and why), else `202` with the job to poll."""
+        ups, fields = await _receive(request)
+        session = owner(request)
         try:
-            job = manager.submit([(u.id, min(slice, u.pages - 1)) for u in ups], model=model,
-                                 score_threshold=score_threshold, pixel_size=pixel_size)
+            try:
+                params = PredictForm.model_validate({k: v for k, v in fields.items() if v != ""})
+            except ValidationError as exc:
+                raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                              for e in exc.errors(include_url=False, include_context=False)]) from None
+            job = manager.submit([(u.id, min(params.slice, u.pages - 1)) for u in ups], model=params.model,
+                                 score_threshold=params.score_threshold, pixel_size=params.pixel_size, owner=session)
         except BaseException:
             for u in ups:
                 manager.delete_upload(u.id)
             raise
-        manager.wait(job, manager.config.sync_wait_s if wait is None else wait)
-        status = manager.status(job.id)
-        if job.status == "failed":
-            return JSONResponse({"detail": job.error, "job": jsonable(status)}, status_code=500)
-        return JSONResponse(jsonable(status), status_code=200 if job.status == "done" else 202)
+        await run_in_threadpool(manager.wait, job, c.sync_wait_s if params.wait is None else params.wait)
+        status = manager.status(job.id, session)
+        return JSONResponse(jsonable(status), status_code=202 if job.status in ("queued", "running") else 200)
 
-    @app.get("/api/jobs", response_model=list[JobStatus], tags=["jobs"], summary="All jobs the server keeps")
-    def jobs():
-        return [manager.status(j) for j in list(manager.jobs)]
+    @app.get("/api/jobs", response_model=list[JobStatus], tags=["jobs"], summary="Your jobs")
+    def jobs(request: Request):
+        """The jobs of this session (and those the server's operator added for everyone)."""
+        session = owner(request)
+        return [manager.status(j.id, session) for j in manager.jobs_of(session)]
 
     @app.get("/api/jobs/{job_id}", response_model=JobStatus, tags=["jobs"], summary="A job's status and results",
-             responses={404: {"model": ErrorDoc}})
-    def job_status(job_id: str):
-        return manager.status(job_id)
+             responses=errors(404))
+    def job_status(job_id: str, request: Request):
+        return manager.status(job_id, owner(request))
 
     @app.delete("/api/jobs/{job_id}", status_code=204, tags=["jobs"], summary="Cancel or delete a job",
-                responses={404: {"model": ErrorDoc}})
-    def delete_job(job_id: str):
-        manager.cancel(job_id)
+                responses=errors(403, 404))
+    def delete_job(job_id: str, request: Request):
+        manager.cancel(job_id, owner(request))
         return Response(status_code=204)
 
     # ---- one image's outputs ---------------------------------------------------------------
-    def _image(job_id: str, index: int):
-        job = manager.finished_job(job_id)
+    def _image(job_id: str, index: int, request: Request):
+        job = manager.finished_job(job_id, owner(request))
         if not 0 <= index < len(job.results):
             raise NotFound(f"job '{job_id}' has {len(job.results)} image(s); no image {index}")
         return job, job.results[index]
@@ -445,184 +611,201 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
     def _thr(job, threshold):
         return job.score_threshold if threshold is None else threshold
 
-    THR = Query(None, ge=0, le=1, description="score threshold (instance) or probability threshold "
-                                              "(semantic); default: the job's")
+    THR = Query(None, ge=0, le=1, description="the threshold, of the job's `threshold_kind` (score or "
+                                              "probability); default: the job's")
     JOB = PathParam(description="job id")
     IDX = PathParam(ge=0, description="image number in the job, from 0")
 
     @app.get("/api/jobs/{job_id}/images/{index}/image.png", tags=["outputs"], response_class=Response,
-             summary="The image as shown (8-bit RGB)", responses={200: {"content": PNG}, **ERRORS})
-    def out_image(job_id: str = JOB, index: int = IDX):
-        _, r = _image(job_id, index)
-        return Response(r.display_png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+             summary="The image as shown (8-bit RGB)", responses={200: {"content": PNG}, **OUT_ERRORS})
+    def out_image(request: Request, job_id: str = JOB, index: int = IDX):
+        _, r = _image(job_id, index, request)
+        return Response(r.display_png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/jobs/{job_id}/images/{index}/labels.tif", tags=["outputs"], response_class=Response,
-             summary="Label TIFF at a threshold", responses={200: {"content": TIFF}, **ERRORS})
-    def out_labels(job_id: str = JOB, index: int = IDX, threshold: float | None = THR):
-        """instance: 0 = background, 1..N objects numbered by descending score (uint16, uint32 past
-        65,535); semantic: the class of each pixel."""
-        job, r = _image(job_id, index)
-        return Response(exports.labels_tiff(r, _thr(job, threshold)), media_type="image/tiff",
-                        headers=_attachment(f"{r.name}_labels.tif"))
+             summary="Label TIFF at a threshold", responses={200: {"content": TIFF}, **OUT_ERRORS})
+    def out_labels(request: Request, job_id: str = JOB, index: int = IDX, threshold: float | None = THR):
+        """0 = background, 1..N the objects, numbered by descending score (uint16, uint32 past
+        65,535), with the pixel size when known: the label TIFF of `morphoscope predict`."""
+        job, r = _image(job_id, index, request)
+        return Response(exports.labels_tiff(r, _thr(job, threshold), work_dir=manager.root / "exports"),
+                        media_type="image/tiff",
+                        headers={"Content-Disposition": content_disposition(f"{r.name}_labels.tif")})
 
     @app.get("/api/jobs/{job_id}/images/{index}/overlay.png", tags=["outputs"], response_class=Response,
-             summary="Overlay PNG at a threshold", responses={200: {"content": PNG}, **ERRORS})
-    def out_overlay(job_id: str = JOB, index: int = IDX, threshold: float | None = THR,
+             summary="Overlay PNG at a threshold", responses={200: {"content": PNG}, **OUT_ERRORS})
+    def out_overlay(request: Request, job_id: str = JOB, index: int = IDX, threshold: float | None = THR,
                     classes: str | None = Query(None, description="comma-separated class names or numbers to show (default: all)"),
                     style: Literal["outline", "fill", "both"] = Query("outline")):
-        job, r = _image(job_id, index)
+        job, r = _image(job_id, index, request)
         rgb = exports.overlay_rgb(r, _thr(job, threshold), classes=exports.parse_classes(classes, r.class_names),
                                   style=style)
-        return Response(png_bytes(rgb), media_type="image/png", headers=_attachment(f"{r.name}_overlay.png"))
+        return Response(png_bytes(rgb), media_type="image/png",
+                        headers={"Content-Disposition": content_disposition(f"{r.name}_overlay.png")})
 
     @app.get("/api/jobs/{job_id}/images/{index}/masks/{class_id}.png", tags=["outputs"], response_class=Response,
-             summary="One class's binary mask (0/255)", responses={200: {"content": PNG}, **ERRORS})
-    def out_mask(job_id: str = JOB, index: int = IDX,
+             summary="One class's binary mask (0/255)", responses={200: {"content": PNG}, **OUT_ERRORS})
+    def out_mask(request: Request, job_id: str = JOB, index: int = IDX,
                  class_id: str = PathParam(description="class number (1..K) or name"), threshold: float | None = THR):
-        job, r = _image(job_id, index)
-        if r.task == "classify":
-            raise Conflict("a classification model gives no masks")
-        k = next(iter(exports.parse_classes(class_id, r.class_names)))
-        from morphoscope.prediction.writer import safe_class_name
+        job, r = _image(job_id, index, request)
+        if r.kind != "objects":
+            raise Conflict("this model classifies whole images; it gives no masks")
+        wanted = exports.parse_classes(class_id, r.class_names)
+        if not wanted or len(wanted) != 1:
+            raise NotFound(f"'{class_id}' names no one class; classes: {', '.join(r.class_names)} "
+                           f"(or 1..{len(r.class_names)})")
+        k = next(iter(wanted))
+        from morphoscope.engine.writer import safe_class_name
 
         return Response(exports.class_mask_png(r, k, _thr(job, threshold)), media_type="image/png",
-                        headers=_attachment(f"{r.name}_{safe_class_name(r.class_names[k - 1])}.png"))
+                        headers={"Content-Disposition": content_disposition(
+                            f"{r.name}_{safe_class_name(r.class_names[k - 1])}.png")})
 
     @app.get("/api/jobs/{job_id}/images/{index}/labels.bin", tags=["outputs"], response_class=Response,
-             summary="Raw label image for the web app", responses={200: {"content": BINARY}, **ERRORS})
-    def out_labels_bin(job_id: str = JOB, index: int = IDX, threshold: float | None = Query(
-                           None, ge=0, le=1, description="semantic models only: the probability threshold "
-                           "(default: the job's)")):
-        """instance: the label image of *every* detection (object k = the row of `objects` with
-        label k), so that a client applies any score threshold itself: an object is shown when its
-        score >= the threshold. semantic: the instance labels at the probability threshold.
-        Little-endian, row-major, gzip-encoded; the `X-Dtype`, `X-Height` and `X-Width` headers
-        give its layout."""
-        job, r = _image(job_id, index)
-        if r.task not in ("instance", "semantic"):
-            raise Conflict(f"a {r.task} model gives no label image")
-        data, dtype = r.labels_gz(None if r.task == "instance" else _thr(job, threshold))
+             summary="Raw label image for the web app", responses={200: {"content": BINARY}, **OUT_ERRORS})
+    def out_labels_bin(request: Request, job_id: str = JOB, index: int = IDX, threshold: float | None = Query(
+                           None, ge=0, le=1, description="probability thresholds only: the threshold "
+                           "(default: the job's); score thresholds: ignored")):
+        """`threshold_kind` score: the label image of *every* object found (object k = the row of
+        `objects` with label k), so that a client applies any score threshold itself: an object
+        is shown when its score >= the threshold. `threshold_kind` probability: the labels at the
+        threshold. Little-endian, row-major, gzip-encoded; the `X-Dtype`, `X-Height` and
+        `X-Width` headers give its layout."""
+        job, r = _image(job_id, index, request)
+        if r.kind != "objects":
+            raise Conflict("this model classifies whole images; it gives no label image")
+        data, dtype = r.labels_gz(None if r.live_threshold else _thr(job, threshold))
         return Response(data, media_type="application/octet-stream",
                         headers={"Content-Encoding": "gzip", "X-Dtype": dtype, "X-Height": str(r.height),
                                  "X-Width": str(r.width), "Cache-Control": "no-cache"})
 
     @app.get("/api/jobs/{job_id}/images/{index}/objects", response_model=ObjectsDoc, tags=["measurements"],
-             summary="Objects and their measurements, for the web app", responses=ERRORS)
-    def out_objects(job_id: str = JOB, index: int = IDX, threshold: float | None = Query(
-                        None, ge=0, le=1, description="instance: default *all* detections (column `label` = "
-                        "value in labels.bin); semantic: the job's threshold"),
-                    pixel_size: float | None = Query(None, gt=0, description="µm per pixel (default: the job's)")):
-        """One row per object. For instance models without `threshold` every detection is listed
-        with its score, so that a client can filter by any threshold itself."""
-        job, r = _image(job_id, index)
+             summary="Objects and their measurements, for the web app", responses={**OUT_ERRORS, **errors(410)})
+    def out_objects(request: Request, job_id: str = JOB, index: int = IDX, threshold: float | None = Query(
+                        None, ge=0, le=1, description="score thresholds: default *every* object (column `label` = "
+                        "value in labels.bin); probability thresholds: the job's threshold"),
+                    pixel_size: PXS = None):
+        """One row per object. For score thresholds without `threshold` every object found is
+        listed with its score, so that a client can filter by any threshold itself."""
+        job, r = _image(job_id, index, request)
         loader = manager.plane_loader()
-        if r.task == "instance" and threshold is None:
+        if r.live_threshold and threshold is None:
             table, thr = r.base_table(loader, pixel_size), 0.0
         else:
             thr = _thr(job, threshold)
             table = r.measurements_at(thr, loader, pixel_size)
-        return {**exports.table_records(table), "threshold": thr, "class_names": r.class_names, "task": r.task}
+        return {**exports.table_records(table), "threshold": thr, "class_names": r.class_names, "task": r.task,
+                "kind": r.kind, "threshold_kind": r.threshold_kind}
 
     @app.get("/api/jobs/{job_id}/images/{index}/measurements.csv", tags=["measurements"], response_class=Response,
-             summary="One image's measurement table (CSV)", responses={200: {"content": {"text/csv": {}}}, **ERRORS})
-    def out_image_csv(job_id: str = JOB, index: int = IDX, threshold: float | None = THR,
-                      pixel_size: float | None = Query(None, gt=0)):
-        job, r = _image(job_id, index)
+             summary="One image's measurement table (CSV)",
+             responses={200: {"content": {"text/csv": {}}}, **OUT_ERRORS, **errors(410)})
+    def out_image_csv(request: Request, job_id: str = JOB, index: int = IDX, threshold: float | None = THR,
+                      pixel_size: PXS = None):
+        job, r = _image(job_id, index, request)
         table = r.measurements_at(_thr(job, threshold), manager.plane_loader(), pixel_size)
         return Response(exports.csv_bytes(table), media_type="text/csv",
-                        headers=_attachment(f"{r.name}_measurements.csv"))
+                        headers={"Content-Disposition": content_disposition(f"{r.name}_measurements.csv")})
 
     # ---- a job's (or several jobs') outputs ------------------------------------------------
-    def _items(job_ids: list[str]):
-        jobs_ = [manager.finished_job(j) for j in job_ids]
+    def _items(job_ids: list[str], request: Request):
+        session = owner(request)
+        jobs_ = [manager.finished_job(j, session) for j in job_ids]
         exports.check_same_model(jobs_)
         return jobs_, exports.collect(jobs_)
 
     def _job_ids(jobs_param: str) -> list[str]:
-        ids = [j for j in (s.strip() for s in jobs_param.split(",")) if j]
+        ids = list(dict.fromkeys(j for j in (s.strip() for s in jobs_param.split(",")) if j))
         if not ids:
-            raise WebError("no job ids given (?jobs=ID,ID,...)")
+            raise Invalid("no job ids given (?jobs=ID,ID,...)", loc=("query", "jobs"))
         return ids
 
-    def _measurements(job_ids, threshold, pixel_size, format):
-        jobs_, items = _items(job_ids)
+    def _measurements(job_ids, threshold, pixel_size, format, request):
+        jobs_, items = _items(job_ids, request)
         thr = _thr(jobs_[0], threshold)
         table = exports.measurements(items, thr, manager.plane_loader(), pixel_size)
         if format == "csv":
             return Response(exports.csv_bytes(table), media_type="text/csv",
-                            headers=_attachment("measurements.csv"))
+                            headers={"Content-Disposition": content_disposition("measurements.csv")})
         return {**exports.table_records(table), "threshold": thr, "class_names": jobs_[0].class_names,
-                "task": jobs_[0].task}
+                "task": jobs_[0].task, "kind": jobs_[0].kind, "threshold_kind": jobs_[0].threshold_kind}
 
-    def _report(job_ids, threshold, pixel_size):
-        jobs_, items = _items(job_ids)
-        text = exports.report_html(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size)
-        return HTMLResponse(text, headers=_attachment("report.html"))
+    def _report(job_ids, threshold, pixel_size, request):
+        jobs_, items = _items(job_ids, request)
+        text = exports.report_html(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size,
+                                   work_dir=manager.root / "exports", scrub=manager.scrub)
+        return HTMLResponse(text, headers={"Content-Disposition": content_disposition("report.html"),
+                                           "Content-Security-Policy": REPORT_CSP})
 
-    def _zip(job_ids, threshold, pixel_size, report):
-        jobs_, items = _items(job_ids)
-        data = exports.outputs_zip(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size,
-                                   report=report)
-        return Response(data, media_type="application/zip", headers=_attachment("morphoscope-results.zip"))
+    def _zip(job_ids, threshold, pixel_size, report, request):
+        jobs_, items = _items(job_ids, request)
+        path = exports.outputs_zip(items, _thr(jobs_[0], threshold), manager.plane_loader(), pixel_size,
+                                   report=report, work_dir=manager.root / "exports", scrub=manager.scrub)
+        return FileResponse(path, media_type="application/zip", filename="morphoscope-results.zip",
+                            background=BackgroundTask(os.unlink, path))
 
-    def _coco(job_ids, threshold):
-        jobs_, items = _items(job_ids)
+    def _coco(job_ids, threshold, request):
+        jobs_, items = _items(job_ids, request)
         data = exports.coco_predictions(items, _thr(jobs_[0], threshold))
-        return JSONResponse(data, headers=_attachment("predictions.json"))
+        return JSONResponse(data, headers={"Content-Disposition": content_disposition("predictions.json")})
 
     FMT = Query("json", description="json (columns and rows) or csv")
-    PXS = Query(None, gt=0, description="µm per pixel (default: the job's)")
-    JOBS = Query(description="comma-separated job ids (of models with the same task and classes)")
+    JOBS = Query(description="comma-separated job ids (of models whose results hold the same kind, threshold "
+                             "kind and classes)")
     REPORT = Query(True, description="include report.html (it takes the longest to make)")
+    EXPORT_ERRORS = {**OUT_ERRORS, **errors(410)}
+    HTML_OK = {200: {"content": {"text/html": {}}}}
 
-    @app.get("/api/jobs/{job_id}/measurements", response_model=TableDoc, tags=["measurements"],
-             summary="Measurements of all of a job's images", responses={200: {"content": {"text/csv": {}}}, **ERRORS})
-    def job_measurements(job_id: str = JOB, threshold: float | None = THR, pixel_size: float | None = PXS,
+    @app.get("/api/jobs/{job_id}/measurements", response_model=ObjectsDoc, tags=["measurements"],
+             summary="Measurements of all of a job's images",
+             responses={200: {"content": {"text/csv": {}}}, **EXPORT_ERRORS})
+    def job_measurements(request: Request, job_id: str = JOB, threshold: float | None = THR, pixel_size: PXS = None,
                          format: Literal["json", "csv"] = FMT):
-        """One row per object (instance, semantic) or per image (classify); columns as
-        `morphoscope measure` writes them (docs/morphology.md)."""
-        return _measurements([job_id], threshold, pixel_size, format)
+        """One row per object (`kind` objects) or per image (`kind` classes); columns as
+        `morphoscope predict --measure` writes them (docs/morphology.md)."""
+        return _measurements([job_id], threshold, pixel_size, format, request)
 
-    @app.get("/api/jobs/{job_id}/predictions.json", tags=["outputs"], summary="COCO results JSON (instance models)",
-             responses=ERRORS)
-    def job_coco(job_id: str = JOB, threshold: float | None = THR):
-        return _coco([job_id], threshold)
+    @app.get("/api/jobs/{job_id}/predictions.json", tags=["outputs"], summary="COCO results JSON (models that find objects)",
+             responses=OUT_ERRORS)
+    def job_coco(request: Request, job_id: str = JOB, threshold: float | None = THR):
+        return _coco([job_id], threshold, request)
 
-    @app.get("/api/jobs/{job_id}/report.html", tags=["outputs"], response_class=HTMLResponse,
-             summary="Self-contained HTML report", responses=ERRORS)
-    def job_report(job_id: str = JOB, threshold: float | None = THR, pixel_size: float | None = PXS):
-        return _report([job_id], threshold, pixel_size)
+    @app.get("/api/jobs/{job_id}/report.html", tags=["outputs"], response_class=Response,
+             summary="Self-contained HTML report", responses={**HTML_OK, **EXPORT_ERRORS})
+    def job_report(request: Request, job_id: str = JOB, threshold: float | None = THR, pixel_size: PXS = None):
+        return _report([job_id], threshold, pixel_size, request)
 
     @app.get("/api/jobs/{job_id}/outputs.zip", tags=["outputs"], response_class=Response,
-             summary="All outputs in one ZIP", responses={200: {"content": {"application/zip": {}}}, **ERRORS})
-    def job_zip(job_id: str = JOB, threshold: float | None = THR, pixel_size: float | None = PXS,
+             summary="All outputs in one ZIP", responses={200: {"content": {"application/zip": {}}}, **EXPORT_ERRORS})
+    def job_zip(request: Request, job_id: str = JOB, threshold: float | None = THR, pixel_size: PXS = None,
                 report: bool = REPORT):
         """The files of `morphoscope predict --measure` (labels, masks, overlays, predictions.json,
         measurements.csv) and report.html."""
-        return _zip([job_id], threshold, pixel_size, report)
+        return _zip([job_id], threshold, pixel_size, report, request)
 
-    @app.get("/api/results/measurements", response_model=TableDoc, tags=["measurements"],
-             summary="Measurements of several jobs together", responses={200: {"content": {"text/csv": {}}}, **ERRORS})
-    def results_measurements(jobs: str = JOBS, threshold: float | None = THR, pixel_size: float | None = PXS,
-                             format: Literal["json", "csv"] = FMT):
-        return _measurements(_job_ids(jobs), threshold, pixel_size, format)
+    @app.get("/api/results/measurements", response_model=ObjectsDoc, tags=["measurements"],
+             summary="Measurements of several jobs together",
+             responses={200: {"content": {"text/csv": {}}}, **EXPORT_ERRORS})
+    def results_measurements(request: Request, jobs: str = JOBS, threshold: float | None = THR,
+                             pixel_size: PXS = None, format: Literal["json", "csv"] = FMT):
+        return _measurements(_job_ids(jobs), threshold, pixel_size, format, request)
 
     @app.get("/api/results/predictions.json", tags=["outputs"], summary="COCO results JSON of several jobs",
-             responses=ERRORS)
-    def results_coco(jobs: str = JOBS, threshold: float | None = THR):
-        return _coco(_job_ids(jobs), threshold)
+             responses=OUT_ERRORS)
+    def results_coco(request: Request, jobs: str = JOBS, threshold: float | None = THR):
+        return _coco(_job_ids(jobs), threshold, request)
 
-    @app.get("/api/results/report.html", tags=["outputs"], response_class=HTMLResponse,
-             summary="HTML report of several jobs", responses=ERRORS)
-    def results_report(jobs: str = JOBS, threshold: float | None = THR, pixel_size: float | None = PXS):
-        return _report(_job_ids(jobs), threshold, pixel_size)
+    @app.get("/api/results/report.html", tags=["outputs"], response_class=Response,
+             summary="HTML report of several jobs", responses={**HTML_OK, **EXPORT_ERRORS})
+    def results_report(request: Request, jobs: str = JOBS, threshold: float | None = THR, pixel_size: PXS = None):
+        return _report(_job_ids(jobs), threshold, pixel_size, request)
 
     @app.get("/api/results/outputs.zip", tags=["outputs"], response_class=Response,
              summary="All outputs of several jobs in one ZIP",
-             responses={200: {"content": {"application/zip": {}}}, **ERRORS})
-    def results_zip(jobs: str = JOBS, threshold: float | None = THR, pixel_size: float | None = PXS,
+             responses={200: {"content": {"application/zip": {}}}, **EXPORT_ERRORS})
+    def results_zip(request: Request, jobs: str = JOBS, threshold: float | None = THR, pixel_size: PXS = None,
                     report: bool = REPORT):
-        return _zip(_job_ids(jobs), threshold, pixel_size, report)
+        return _zip(_job_ids(jobs), threshold, pixel_size, report, request)
 
     return app
 
@@ -645,18 +828,13 @@ class Example:
         self._meta = None
         self._preview = None
 
-    def _read(self):
-        from morphoscope.io.images import read_image
-
-        return read_image(self.path)
-
     def meta(self):
         if self._meta is None:
-            from morphoscope.web.jobs import as_planes
+            from morphoscope.web.jobs import read_layout
 
-            arr = self._read()
-            planes = as_planes(arr)
-            self._meta = {"height": int(planes.shape[1]), "width": int(planes.shape[2]), "dtype": str(arr.dtype)}
+            lay = read_layout(self.path)  # the header only
+            self._meta = {"height": lay.height, "width": lay.width, "dtype": lay.dtype, "_axes": lay.axes,
+                          "_planes": lay.planes}
         return self._meta
 
     def preview(self) -> bytes:
@@ -664,15 +842,17 @@ class Example:
             from PIL import Image
 
             from morphoscope.io.images import to_display_rgb
-            from morphoscope.web.jobs import as_planes
+            from morphoscope.web.jobs import read_plane
 
-            im = Image.fromarray(to_display_rgb(as_planes(self._read())[0]))
+            meta = self.meta()
+            im = Image.fromarray(to_display_rgb(read_plane(self.path, meta["_axes"], meta["_planes"] // 2)))
             im.thumbnail((256, 256))
             self._preview = png_bytes(np.asarray(im))
         return self._preview
 
     def info(self) -> dict:
-        return {"name": self.name, "file": self.path.name, "description": self.description, **self.meta(),
+        meta = {k: v for k, v in self.meta().items() if not k.startswith("_")}
+        return {"name": self.name, "file": self.path.name, "description": self.description, **meta,
                 "image_url": f"/api/examples/{self.name}/image",
                 "preview_url": f"/api/examples/{self.name}/preview.png"}
 
@@ -717,82 +897,8 @@ def list_examples(config: ServerConfig) -> list[Example]:
 
 
 # --------------------------------------------------------------------------------------------
-# a readable API reference (Swagger UI would need a CDN)
+# the committed OpenAPI document
 # --------------------------------------------------------------------------------------------
-
-
-def _schema_text(schema: dict, comps: dict, depth: int = 0) -> str:
-    if not schema:
-        return ""
-    if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
-        return f'<a href="#schema-{name}">{html.escape(name)}</a>'
-    if "anyOf" in schema:
-        return " or ".join(_schema_text(s, comps, depth) for s in schema["anyOf"])
-    t = schema.get("type", "")
-    if t == "array":
-        return f"array of {_schema_text(schema.get('items', {}), comps, depth)}"
-    if "enum" in schema:
-        return " | ".join(html.escape(json.dumps(v)) for v in schema["enum"])
-    if "const" in schema:
-        return html.escape(json.dumps(schema["const"]))
-    if t == "string" and schema.get("format") == "binary":
-        return "file"
-    return html.escape(str(t or "any"))
-
-
-def render_api_docs(spec: dict) -> str:
-    """The OpenAPI document as one HTML page, readable offline."""
-    esc = html.escape
-    comps = spec.get("components", {}).get("schemas", {})
-    out = [f"<h1>{esc(spec['info']['title'])} HTTP API <small>{esc(spec['info']['version'])}</small></h1>",
-           "<p>" + esc(spec["info"].get("description", "")).replace("\n\n", "</p><p>") + "</p>",
-           '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> · '
-           '<a href="/">back to the app</a></p>']
-    for path, ops in spec["paths"].items():
-        for method, op in ops.items():
-            out.append(f'<section class="op"><h2><span class="m {method}">{method.upper()}</span> '
-                       f'<code>{esc(path)}</code> — {esc(op.get("summary", ""))}</h2>')
-            if op.get("description"):
-                out.append("<p>" + esc(op["description"]).replace("\n\n", "</p><p>") + "</p>")
-            params = op.get("parameters", [])
-            if params:
-                out.append("<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>")
-                for p in params:
-                    req = " (required)" if p.get("required") else ""
-                    out.append(f"<tr><td><code>{esc(p['name'])}</code>{req}</td><td>{esc(p['in'])}</td>"
-                               f"<td>{_schema_text(p.get('schema', {}), comps)}</td>"
-                               f"<td>{esc(p.get('description', '') or p.get('schema', {}).get('description', ''))}</td></tr>")
-                out.append("</table>")
-            body = op.get("requestBody", {}).get("content", {})
-            for ctype, c in body.items():
-                out.append(f"<p>Body (<code>{esc(ctype)}</code>): {_schema_text(c.get('schema', {}), comps)}</p>")
-            resp = []
-            for code, r in op.get("responses", {}).items():
-                kinds = ", ".join(f"<code>{esc(k)}</code>" for k in r.get("content", {}))
-                schema = next(iter(r.get("content", {}).values()), {}).get("schema", {})
-                resp.append(f"<li><b>{esc(code)}</b> {esc(r.get('description', ''))} {kinds} "
-                            f"{_schema_text(schema, comps)}</li>")
-            out.append("<ul>" + "".join(resp) + "</ul></section>")
-    out.append("<h2>Schemas</h2>")
-    for name, s in comps.items():
-        if name.startswith(("HTTPValidationError", "ValidationError", "Body_")):
-            continue
-        out.append(f'<section id="schema-{esc(name)}"><h3>{esc(name)}</h3><table>')
-        req = set(s.get("required", []))
-        for field, fs in s.get("properties", {}).items():
-            out.append(f"<tr><td><code>{esc(field)}</code>{' *' if field in req else ''}</td>"
-                       f"<td>{_schema_text(fs, comps)}</td><td>{esc(fs.get('description', ''))}</td></tr>")
-        out.append("</table></section>")
-    style = ("body{font:14px/1.5 system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#1d2330}"
-             "h1 small{font-size:.5em;color:#778}h2{font-size:15px;margin:0 0 .4em}.op{border:1px solid #e1e4ea;"
-             "border-radius:8px;padding:12px 14px;margin:12px 0}.m{display:inline-block;min-width:54px;"
-             "text-align:center;border-radius:4px;color:#fff;font-size:12px;padding:1px 6px;margin-right:6px}"
-             ".get{background:#0072b2}.post{background:#009e73}.delete{background:#d55e00}"
-             "table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #e1e4ea;"
-             "padding:3px 8px;text-align:left;vertical-align:top}code{font-size:12.5px}")
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>morphoscope API</title>"
-            f"<style>{style}</style></head><body>{''.join(out)}</body></html>")
 
 
 def write_openapi(path: str | Path | None = None) -> str:

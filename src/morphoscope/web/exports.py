@@ -1,6 +1,11 @@
 """Files the web app and the HTTP API hand out, made from kept results at any threshold: label
 TIFF, per-class masks, overlay PNG, measurement tables, COCO JSON, the HTML report and a ZIP of
-everything laid out as ``morphoscope predict --measure`` writes it (docs/outputs.md)."""
+everything laid out as ``morphoscope predict --measure`` writes it (docs/outputs.md).
+
+Each file is made as engine/writer.py makes it (label TIFF with its pixel size, COCO RLE of each
+object's own mask through ``Objects.rle``, measurements through ``measure_labels``), so the same
+image gives the same files through the CLI, the Python API and the web app. Which files exist
+follows what a result holds (``kind``), never the task that made it."""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from morphoscope.prediction.writer import PALETTE, safe_class_name
-from morphoscope.web.jobs import Conflict, ImageResult, Job, NotFound, png_bytes, tiff_bytes
+from morphoscope.engine.writer import PALETTE, safe_class_name
+from morphoscope.web.jobs import Conflict, ImageResult, Job, NotFound, png_bytes
 
 
 @dataclass
@@ -47,8 +52,11 @@ def collect(jobs: list[Job]) -> list[Item]:
 
 
 def check_same_model(jobs: list[Job]) -> None:
-    if len({(j.task, tuple(j.class_names)) for j in jobs}) > 1:
-        raise Conflict("these jobs used models with different tasks or classes; export them separately")
+    """Jobs exported together share one table and one threshold: their results must hold the
+    same kind of thing, thresholded the same way, with the same classes."""
+    if len({(j.kind, j.threshold_kind, tuple(j.class_names)) for j in jobs}) > 1:
+        raise Conflict("these jobs used models whose results differ (objects or classes, score or probability "
+                       "thresholds, or class names); export them separately")
 
 
 def parse_classes(spec: str | None, class_names: list[str]) -> set[int] | None:
@@ -88,10 +96,11 @@ def overlay_rgb(result: ImageResult, threshold: float, *, classes: set[int] | No
     from skimage.segmentation import find_boundaries
 
     rgb = display_rgb(result)
-    if result.task == "classify":
+    if result.kind != "objects":
         return rgb
-    labels, label_classes, _ = result.labels_at(threshold)
-    cls_map = label_classes[labels]
+    lab = result.labelled(threshold)
+    labels = lab.labels
+    cls_map = lab.classes[labels]
     shown = labels > 0
     if classes is not None:
         shown &= np.isin(cls_map, list(classes))
@@ -110,9 +119,17 @@ def class_mask_png(result: ImageResult, class_index: int, threshold: float) -> b
     return png_bytes((cls == class_index).astype(np.uint8) * 255)
 
 
-def labels_tiff(result: ImageResult, threshold: float) -> bytes:
-    labels, _, _ = result.labels_at(threshold)
-    return tiff_bytes(labels)
+def labels_tiff(result: ImageResult, threshold: float, *, work_dir: Path | None = None) -> bytes:
+    """The label TIFF of ``morphoscope predict`` (engine/writer.py): zlib, uint16 (uint32 from
+    65,535 objects), the pixel size recorded when known. Made in ``work_dir`` (the server's folder)."""
+    from morphoscope.io.stacks import write_stack
+
+    lab = result.labelled(threshold)
+    dtype = np.uint16 if len(lab.objects) < 65535 else np.uint32
+    with tempfile.TemporaryDirectory(prefix="labels-", dir=work_dir) as tmp:
+        path = Path(tmp) / "labels.tif"
+        write_stack(path, lab.labels.astype(dtype), "YX", pixel_size=result.pixel_size, compression="zlib")
+        return path.read_bytes()
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,25 +182,35 @@ def table_records(table) -> dict:
 
 
 def csv_bytes(table) -> bytes:
-    return table.to_csv(index=False).encode("utf-8")
+    """A table as ``morphoscope.morphology.write_table`` writes CSV."""
+    return table.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def coco_annotations(result: ImageResult, threshold: float, *, image_id: int, start_id: int) -> list[dict]:
+    """COCO result annotations of the objects at ``threshold``, as ``morphoscope predict`` writes
+    them: each object's own mask (overlaps included) as compressed RLE, its class, score and
+    label in the label TIFF."""
+    from morphoscope.engine.writer import coco_annotation
+
+    objs = result.labelled(threshold).objects
+    return [{"id": start_id + i, "image_id": image_id,
+             **coco_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1)} for i in range(len(objs))]
 
 
 def coco_predictions(items: list[Item], threshold: float) -> dict:
     """The ``predictions.json`` of ``morphoscope predict`` for these results."""
     from morphoscope import __version__
-    from morphoscope.prediction.writer import coco_annotations_from_labels
 
     job = items[0].job
     images, anns = [], []
     for image_id, it in enumerate(items, start=1):
         r = it.result
-        if r.task not in ("instance", "semantic"):
-            raise Conflict("COCO predictions exist for segmentation models only")
-        labels, classes, scores = r.labels_at(threshold)
+        if r.kind != "objects":
+            raise Conflict("COCO predictions exist for models that find objects; this one classifies whole images")
         images.append({"id": image_id, "file_name": r.file_name or it.name, "height": r.height, "width": r.width})
-        anns += coco_annotations_from_labels(labels, classes, scores, image_id=image_id, start_id=len(anns) + 1)
-    info = {"model": job.model_id, "task": job.task,
-            ("score_threshold" if job.task == "instance" else "threshold"): threshold,
+        anns += coco_annotations(r, threshold, image_id=image_id, start_id=len(anns) + 1)
+    info = {"model": job.model_id, "task": job.task, "threshold_kind": job.threshold_kind, "threshold": threshold,
+            "score_threshold": threshold if job.threshold_kind == "score" else None,
             "morphoscope": __version__, "source": "morphoscope serve"}
     return {"info": info, "images": images,
             "categories": [{"id": k, "name": c} for k, c in enumerate(job.class_names, start=1)],
@@ -202,11 +229,11 @@ def write_outputs(items: list[Item], out: Path, threshold: float, plane_loader=N
     for it in items:
         r = it.result
         (out / f"{it.name}_overlay.png").write_bytes(png_bytes(overlay_rgb(r, threshold)))
-        if r.task in ("instance", "semantic"):
-            (out / f"{it.name}_labels.tif").write_bytes(labels_tiff(r, threshold))
+        if r.kind == "objects":
+            (out / f"{it.name}_labels.tif").write_bytes(labels_tiff(r, threshold, work_dir=out))
             for k, c in enumerate(class_names, start=1):
                 (out / f"{it.name}_{safe_class_name(c)}.png").write_bytes(class_mask_png(r, k, threshold))
-    if items[0].job.task in ("instance", "semantic"):
+    if items[0].job.kind == "objects":
         (out / "predictions.json").write_text(json.dumps(coco_predictions(items, threshold)))
     table = measurements(items, threshold, plane_loader, pixel_size)
     (out / "measurements.csv").write_bytes(csv_bytes(table))
@@ -214,17 +241,19 @@ def write_outputs(items: list[Item], out: Path, threshold: float, plane_loader=N
 
 
 def outputs_zip(items: list[Item], threshold: float, plane_loader=None, pixel_size=None, *,
-                report: bool = True) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="morphoscope-export-") as tmp:
+                report: bool = True, work_dir: Path | None = None, scrub=None) -> Path:
+    """The ZIP of :func:`write_outputs` (and the report) as a file in ``work_dir`` (the server's
+    folder under ``--tmp-dir``; the caller deletes it once sent)."""
+    with tempfile.TemporaryDirectory(prefix="export-", dir=work_dir) as tmp:
         out = write_outputs(items, Path(tmp) / "predictions", threshold, plane_loader, pixel_size)
         if report:
-            (out / "report.html").write_text(report_html(items, threshold, plane_loader, pixel_size, pred_dir=out),
-                                             encoding="utf-8")
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            (out / "report.html").write_text(report_html(items, threshold, plane_loader, pixel_size, pred_dir=out,
+                                                         work_dir=work_dir, scrub=scrub), encoding="utf-8")
+        fd, name = tempfile.mkstemp(prefix="results-", suffix=".zip", dir=work_dir)
+        with open(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for p in sorted(out.iterdir()):
                 zf.write(p, f"morphoscope-results/{p.name}")
-        return buf.getvalue()
+        return Path(name)
 
 
 def package_report(pred_dir: Path, table=None, title: str | None = None) -> str | None:
@@ -250,14 +279,20 @@ _REPORTS_LOCK = threading.Lock()
 
 
 def report_html(items: list[Item], threshold: float, plane_loader=None, pixel_size=None,
-                pred_dir: Path | None = None) -> str:
+                pred_dir: Path | None = None, *, work_dir: Path | None = None, scrub=None) -> str:
     """A self-contained HTML report: the package's report (``morphoscope report``) for
-    segmentation models, else (or if it fails) a summary made here. The last few are kept."""
+    segmentation models, else (or if it fails) a summary made here. The last few are kept.
+    Temporary files go to ``work_dir``; ``scrub`` removes server paths from the text."""
     key = (tuple(dict.fromkeys(it.job.id for it in items)), float(threshold), pixel_size)
     with _REPORTS_LOCK:
         if key in _REPORTS:
             return _REPORTS[key]
-    text = _report_html(items, threshold, plane_loader, pixel_size, pred_dir)
+    text = _report_html(items, threshold, plane_loader, pixel_size, pred_dir, work_dir)
+    if pred_dir is not None:  # the report names its folder: a temporary one, meaningless to readers
+        for form in {str(pred_dir), str(Path(pred_dir).resolve())}:
+            text = text.replace(html.escape(form), "predictions").replace(form, "predictions")
+    if scrub is not None:
+        text = scrub(text)
     with _REPORTS_LOCK:
         _REPORTS[key] = text
         while len(_REPORTS) > 6:
@@ -265,18 +300,20 @@ def report_html(items: list[Item], threshold: float, plane_loader=None, pixel_si
     return text
 
 
-def _report_html(items, threshold, plane_loader, pixel_size, pred_dir) -> str:
+def _report_html(items, threshold, plane_loader, pixel_size, pred_dir, work_dir=None) -> str:
     import logging
 
     job = items[0].job
-    if job.task in ("instance", "semantic"):
+    if job.kind == "objects":
         title = f"morphoscope report: {job.model_id}, {len(items)} image{'s' if len(items) != 1 else ''}"
         try:
             table = measurements(items, threshold, plane_loader, pixel_size)
             if pred_dir is None:
-                with tempfile.TemporaryDirectory(prefix="morphoscope-report-") as tmp:
+                with tempfile.TemporaryDirectory(prefix="report-", dir=work_dir) as tmp:
                     d = write_outputs(items, Path(tmp) / "predictions", threshold, plane_loader, pixel_size)
                     text = package_report(d, table, title)
+                    for form in {str(d), str(d.resolve())}:
+                        text = text.replace(html.escape(form), "predictions").replace(form, "predictions") if text else text
             else:
                 text = package_report(pred_dir, table, title)
             if text:
@@ -319,7 +356,7 @@ def simple_report(items: list[Item], threshold: float, plane_loader=None, pixel_
     parts = [f"<h1>morphoscope results</h1><p>Model <b>{esc(job.model_id)}</b> ({esc(job.task)}), "
              f"classes {esc(', '.join(job.class_names))}, threshold {threshold:g}, "
              f"{len(items)} image(s). morphoscope {esc(__version__)}.</p>"]
-    if job.task == "classify":
+    if job.kind != "objects":
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
     else:
         try:
@@ -346,7 +383,7 @@ def simple_report(items: list[Item], threshold: float, plane_loader=None, pixel_
         buf = io.BytesIO()
         im.save(buf, format="PNG")
         src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        n = sum(it.result.count_at(threshold).values()) if it.result.task != "classify" else None
+        n = sum(it.result.count_at(threshold).values()) if it.result.kind == "objects" else None
         cap = esc(it.name) + (f" — {n} objects" if n is not None else f" — {esc(str(it.result.top_class))}")
         gallery.append(f'<figure><img src="{src}" alt="{esc(it.name)}"><figcaption>{cap}</figcaption></figure>')
     parts.append("<h2>Images</h2><div class='figs'>" + "".join(gallery) + "</div>")

@@ -1,11 +1,17 @@
 /* morphoscope web app. Hand-written, no dependencies, works offline.
  *
- * The server keeps each image's raw predictions; this page downloads, once per image, the label
- * image of *every* detection (labels.bin) and the table of every detection with its score, class
- * and measurements (objects). Thresholds, class toggles, counts, the table and the plots are then
- * computed here, instantly, without running the model again. The overlay is one RGBA bitmap of
- * the image's size, rebuilt when a setting changes, and drawn with the image through one canvas
- * transform: zoom and pan cost two drawImage calls whatever the number of objects.
+ * The server keeps each image's raw predictions. What the page draws and how its slider works
+ * follow what a result holds (its `kind` and `threshold_kind`), never the model's task:
+ * - objects with a *score* threshold: the page downloads, once per image, the label image of
+ *   *every* object (labels.bin) and the table of every object with its score, class and
+ *   measurements (objects); thresholds, class toggles, counts, the table and the plots are then
+ *   computed here, instantly, without running the model again;
+ * - objects with a *probability* threshold: the server re-makes the objects at each threshold,
+ *   so the page asks for labels.bin and objects again when the slider stops;
+ * - classes (one probability per class for the whole image): no objects, labels or masks.
+ * The overlay is one RGBA bitmap of the image's size, rebuilt when a setting changes, and drawn
+ * with the image through one canvas transform: zoom and pan cost two drawImage calls whatever
+ * the number of objects.
  */
 "use strict";
 (() => {
@@ -20,7 +26,7 @@
   const S = {
     info: null, models: [], examples: [], modelId: null, defs: {},
     images: [], current: null, nextKey: 1,
-    threshold: 0.5, classVisible: {}, style: "outline", opacity: 0.4, pixelSize: null,
+    threshold: 0.5, classVisible: {}, style: "outline", opacity: 0.4, pixelSize: null, pixelSizeError: null,
     scope: "image", tab: "table", sort: { col: null, dir: -1 },
     hover: 0, selected: 0,
     view: { s: 1, tx: 0, ty: 0, fitted: true },
@@ -41,12 +47,27 @@
     }
     if (!resp.ok) {
       let msg = `${resp.status} ${resp.statusText}`;
-      try { const j = await resp.json(); if (j.detail) msg = j.detail; } catch (e) { /* not JSON */ }
+      try { const j = await resp.json(); if (j.detail) msg = detailText(j.detail); } catch (e) { /* not JSON */ }
+      if (resp.status === 401) needToken();
       const err = new Error(msg);
       err.status = resp.status;
       throw err;
     }
     return resp;
+  }
+  /** An error's detail: one sentence, or FastAPI's list of validation errors. */
+  function detailText(detail) {
+    if (!Array.isArray(detail)) return String(detail);
+    return detail.map((d) => {
+      const where = (d.loc || []).filter((p) => !["body", "query", "path", "files"].includes(p) && typeof p !== "number").join(".");
+      return where && !String(d.msg).startsWith(where) ? `${where}: ${d.msg}` : d.msg;
+    }).join("; ");
+  }
+  let tokenShown = false;
+  function needToken() {
+    if (tokenShown) return;
+    tokenShown = true;
+    toast("This server needs its access token", "Open the address that morphoscope serve printed when it started (it ends in ?token=…).", "error", 0);
   }
   const getJSON = async (url, opts) => (await api(url, opts)).json();
   const postJSON = (url, body) => getJSON(url, {
@@ -64,7 +85,8 @@
       xhr.onload = () => {
         if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response[0]);
         else {
-          const err = new Error((xhr.response && xhr.response.detail) || `upload failed (${xhr.status})`);
+          if (xhr.status === 401) needToken();
+          const err = new Error((xhr.response && xhr.response.detail && detailText(xhr.response.detail)) || `upload failed (${xhr.status})`);
           err.status = xhr.status;
           reject(err);
         }
@@ -82,6 +104,7 @@
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
       if (k === "class") node.className = v;
+      else if (k === "style") node.style.cssText = v;  // CSSOM: allowed by the page's CSP, a style attribute is not
       else if (k === "html") node.innerHTML = v;
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
@@ -124,6 +147,14 @@
   }
   const current = () => S.images.find((e) => e.key === S.current) || null;
   const model = () => S.models.find((m) => m.id === S.modelId) || null;
+  /** A result of objects (labels, masks, a table of objects), rather than of whole-image classes. */
+  const hasObjects = (e) => e.kind === "objects";
+  /** Objects thresholded by score: the page applies any threshold itself to the base labels. */
+  const liveThreshold = (e) => hasObjects(e) && e.thresholdKind === "score";
+  /** Objects thresholded by probability: the server re-makes them at each threshold. */
+  const serverThreshold = (e) => hasObjects(e) && e.thresholdKind === "probability";
+  const THRESHOLD_NAMES = { score: "Score threshold", probability: "Probability threshold" };
+  const THRESHOLD_WORDS = { score: "score", probability: "probability" };
 
   function toast(title, message, kind = "info", ms = 9000) {
     const t = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
@@ -204,6 +235,8 @@
     const cls = el("div", { class: "row" }, el("span", { class: "muted" }, "classes:"));
     m.classes.forEach((c, i) => cls.append(el("span", { class: "badge", style: `background:${classCSS(i + 1)}33` }, c)));
     card.append(cls);
+    if (m.description) card.append(el("p", { class: "model-desc", id: "model-description" }, m.description));
+    if (m.trained_on) card.append(el("div", { class: "hint", id: "model-trained-on" }, el("b", {}, "Trained on: "), m.trained_on));
     const order = Object.keys(METRIC_NAMES);
     const keys = Object.keys(m.metrics || {}).filter((k) => !["epoch", "images", "seconds"].includes(k) && typeof m.metrics[k] === "number");
     const rank = (k) => (order.includes(k) ? order.indexOf(k) : order.length);
@@ -220,13 +253,12 @@
     } else {
       card.append(el("div", { class: "hint" }, "No validation metrics stored with this model."));
     }
-    if (m.description) card.append(el("div", { class: "hint" }, m.description));
   }
 
   function applyModelDefaults() {
     const m = model();
     if (!m) return;
-    S.threshold = m.task === "semantic" ? m.probability_threshold : m.score_threshold;
+    S.threshold = typeof m.threshold === "number" ? m.threshold : 0.5;  // the model's own, as morphoscope predict uses it
     S.classVisible = {};
     m.classes.forEach((_, i) => { S.classVisible[i + 1] = true; });
     $("threshold").value = S.threshold;
@@ -252,11 +284,13 @@
   function newEntry(name) {
     const e = {
       key: S.nextKey++, name, status: "uploading", progress: 0, stage: "", error: null, upload: null,
-      jobId: null, slice: 0, gen: 0, result: null, task: null, classNames: [], started: Date.now(),
+      jobId: null, slice: 0, gen: 0, result: null, kind: null, thresholdKind: null, classNames: [], started: Date.now(),
     };
     S.images.push(e);
-    if (S.current === null || !current() || current().status === "error") selectImage(e.key, true);
+    selectImage(e.key, true);  // the newest image is the one shown
     renderImageList();
+    fitView();
+    updateAll();
     return e;
   }
 
@@ -317,7 +351,7 @@
     const gen = ++e.gen;
     if (e.jobId) { api(`/api/jobs/${e.jobId}`, { method: "DELETE" }).catch(() => {}); }
     Object.assign(e, { status: "queued", progress: 0, stage: "starting", error: null, jobId: null, result: null,
-      labels: null, objects: null, started: Date.now(), modelId: S.modelId });
+      kind: null, thresholdKind: null, labels: null, objects: null, started: Date.now(), modelId: S.modelId });
     renderEntryStatus(e);
     if (e.key === S.current) updateAll();
     const body = { inputs: [{ upload_id: e.upload.upload_id, slice: e.slice }], model: S.modelId };
@@ -330,7 +364,7 @@
         break;
       } catch (err) {
         if (gen !== e.gen) return;
-        if (err.status === 503 && attempt < 120) {
+        if (err.status === 429 && attempt < 120) {
           e.stage = "the server is busy; waiting for a free place in the queue";
           renderEntryStatus(e);
           await new Promise((r) => setTimeout(r, 2000));
@@ -369,7 +403,8 @@
       const st = await getJSON(`/api/jobs/${encodeURIComponent(jobId)}`);
       if (st.status !== "done") { toast("That job has no results", st.error || st.status, "error"); return; }
       if (!S.models.find((m) => m.id === st.model)) {
-        S.models.push({ id: st.model, name: st.model, task: st.task, classes: st.classes, metrics: {}, source: "job", score_threshold: st.score_threshold, probability_threshold: st.score_threshold });
+        S.models.push({ id: st.model, name: st.model, task: st.task, kind: st.kind, threshold_kind: st.threshold_kind,
+          threshold: st.score_threshold, classes: st.classes, metrics: {}, source: "job" });
         $("model-select").append(el("option", { value: st.model }, st.model));
       }
       S.modelId = st.model;
@@ -394,7 +429,8 @@
   async function loadResult(e, st, gen) {
     const im = st.images[0];
     e.result = im;
-    e.task = im.task;
+    e.kind = im.kind;
+    e.thresholdKind = im.threshold_kind;
     e.classNames = st.classes;
     e.jobThreshold = st.score_threshold;
     e.stage = "loading the results";
@@ -432,7 +468,7 @@
   }
 
   function fetchLabels(e) {
-    const url = e.result.outputs.labels_bin + (e.task === "semantic" ? `?threshold=${S.threshold}` : "");
+    const url = e.result.outputs.labels_bin + (serverThreshold(e) ? `?threshold=${S.threshold}` : "");
     return api(url).then(async (r) => ({ buf: await r.arrayBuffer(), dtype: r.headers.get("X-Dtype") }));
   }
   function setLabels(e, lab) {
@@ -444,7 +480,7 @@
 
   function objectsURL(e) {
     const p = new URLSearchParams();
-    if (e.task !== "instance") p.set("threshold", S.threshold);
+    if (!liveThreshold(e)) p.set("threshold", S.threshold);
     if (S.pixelSize) p.set("pixel_size", S.pixelSize);
     const q = p.toString();
     return e.result.outputs.objects + (q ? `?${q}` : "");
@@ -456,10 +492,10 @@
     e.col = {};
     objs.columns.forEach((c, i) => { e.col[c] = i; });
     const rows = objs.rows;
-    if (e.task === "instance" || e.task === "semantic") {
+    if (hasObjects(e)) {
       let n = 0;
       for (const r of rows) n = Math.max(n, r[e.col.label]);
-      const cnt = e.task === "instance" && e.result && e.result.n_detections != null ? e.result.n_detections : n;
+      const cnt = liveThreshold(e) && e.result && e.result.n_detections != null ? e.result.n_detections : n;
       n = Math.max(n, cnt);
       e.nObj = n;
       e.score = new Float32Array(n + 1);
@@ -522,10 +558,12 @@
   function entryStatusText(e) {
     if (e.status === "error") return e.error;
     if (e.status === "done") {
-      if (e.task === "classify") return (e.result.predicted || []).join(", ") || `most likely ${topClass(e)}`;
-      const n = countVisible(e);
-      const what = e.classNames.length === 1 ? pluralize(e.classNames[0], n) : pluralize("object", n);
-      return `${n} ${what}${e.upload && e.upload.pages > 1 ? ` · slice ${e.slice + 1}/${e.upload.pages}` : ""}`;
+      if (!hasObjects(e)) return (e.result.predicted || []).join(", ") || `most likely ${topClass(e)}`;
+      const found = countFound(e), shown = countVisible(e);
+      const what = e.classNames.length === 1 ? pluralize(e.classNames[0], found) : pluralize("object", found);
+      return `${found} ${what} found${shown !== found ? ` · ${shown} shown` : ""}` +
+        `${e.result && e.result.warnings && e.result.warnings.length ? " · ⚠ check" : ""}` +
+        `${e.upload && e.upload.pages > 1 ? ` · slice ${e.slice + 1}/${e.upload.pages}` : ""}`;
     }
     const secs = Math.round((Date.now() - e.started) / 1000);
     return `${e.stage || e.status}${secs >= 2 && e.status !== "uploading" ? ` · ${secs} s` : ""}`;
@@ -539,6 +577,8 @@
   }
   function renderImageList() {
     const ul = $("image-list");
+    const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".image-item");
+    const focusKey = focused ? Number(focused.dataset.key) : null;
     ul.innerHTML = "";
     for (const e of S.images) {
       const thumb = el("div", { class: "thumb" });
@@ -553,6 +593,8 @@
       const li = el("li", {
         class: `image-item ${e.key === S.current ? "current" : ""} ${e.status === "error" ? "error" : ""}`,
         "data-key": e.key, "data-status": e.status, onclick: () => selectImage(e.key),
+        role: "option", "aria-selected": e.key === S.current ? "true" : "false",
+        tabindex: e.key === S.current ? "0" : "-1", onkeydown: (ev) => listKey(ev, e),
       }, thumb, meta, el("button", {
         class: "icon-btn", title: "Remove this image", "aria-label": `remove ${e.name}`,
         onclick: (ev) => { ev.stopPropagation(); removeEntry(e); },
@@ -560,6 +602,26 @@
       e.li = li;
       ul.append(li);
     }
+    if (focusKey !== null) { const again = S.images.find((x) => x.key === focusKey); if (again && again.li) again.li.focus(); }
+  }
+  /** Keys on the image list: arrows move and show, Enter shows, Delete removes. */
+  function listKey(ev, e) {
+    const i = S.images.indexOf(e);
+    let next = null;
+    if (ev.key === "ArrowDown") next = S.images[Math.min(i + 1, S.images.length - 1)];
+    else if (ev.key === "ArrowUp") next = S.images[Math.max(i - 1, 0)];
+    else if (ev.key === "Home") next = S.images[0];
+    else if (ev.key === "End") next = S.images[S.images.length - 1];
+    else if (ev.key === "Enter" || ev.key === " ") next = e;
+    else if (ev.key === "Delete" || ev.key === "Backspace") {
+      ev.preventDefault();
+      const after = S.images[i + 1] || S.images[i - 1];
+      removeEntry(e);
+      if (after && after.li) after.li.focus();
+      return;
+    } else return;
+    ev.preventDefault();
+    if (next) { selectImage(next.key); if (next.li) next.li.focus(); }
   }
   function renderEntryStatus(e) {
     if (!e.li || !e.li.isConnected) { renderImageList(); }
@@ -582,14 +644,14 @@
   // thresholds and counts
   // ------------------------------------------------------------------------------------------
   const thr32 = () => Math.fround(S.threshold);
-  /** Instance models: score >= threshold here; semantic models: thresholded by the server. */
+  /** Score thresholds: score >= threshold here; other thresholds: applied by the server. */
   function visibleObject(e, id) {
-    return id > 0 && (e.task === "semantic" || e.score[id] >= thr32()) && S.classVisible[e.cls[id]] !== false;
+    return id > 0 && (!liveThreshold(e) || e.score[id] >= thr32()) && S.classVisible[e.cls[id]] !== false;
   }
   /** Label numbers at the threshold, as in the downloaded label TIFF (score order, 1..n). */
   function updateLabelNumbers(e) {
-    if (!e.score || !["instance", "semantic"].includes(e.task)) return;
-    const t = e.task === "semantic" ? -1 : thr32();
+    if (!e.score || !hasObjects(e)) return;
+    const t = liveThreshold(e) ? thr32() : -1;
     let n = 0;
     for (let k = 1; k <= e.nObj; k++) e.labelAt[k] = e.score[k] >= t ? ++n : 0;
     e.nAbove = n;
@@ -597,8 +659,8 @@
   function countVisible(e, byClass) {
     const counts = {};
     let total = 0;
-    if ((e.task === "instance" || e.task === "semantic") && e.score) {
-      const t = e.task === "semantic" ? -1 : thr32();
+    if (hasObjects(e) && e.score) {
+      const t = liveThreshold(e) ? thr32() : -1;
       for (let k = 1; k <= e.nObj; k++) {
         if (e.row[k] < 0 || e.score[k] < t) continue;
         const c = e.cls[k];
@@ -608,6 +670,11 @@
     }
     return byClass ? counts : total;
   }
+  /** Objects at the threshold, whatever classes are hidden. */
+  function countFound(e) {
+    const counts = countVisible(e, true);
+    return Object.values(counts).reduce((a, b) => a + b, 0);
+  }
   function topClass(e) {
     const p = e.result && e.result.probabilities;
     if (!p) return "";
@@ -615,9 +682,10 @@
     return best ? `${best[0]} (${best[1].toFixed(2)})` : "";
   }
 
-  const refetchSemantic = debounce(() => {
+  /** Results whose objects the server re-makes at each threshold: ask again once the slider stops. */
+  const refetchAtThreshold = debounce(() => {
     for (const e of S.images) {
-      if (e.status === "done" && e.task === "semantic") {
+      if (e.status === "done" && serverThreshold(e)) {
         const gen = e.gen;
         Promise.all([fetchLabels(e), getJSON(objectsURL(e))]).then(([lab, o]) => {
           if (gen !== e.gen) return;
@@ -954,7 +1022,8 @@
       if (col) rows.push(`<tr><td>${esc(prettyCol(col))}</td><td>${esc(fmt(r[e.col[col]], col))}</td></tr>`);
     }
     const k = e.cls[id];
-    tt.innerHTML = `<div class="tt-head"><span class="swatch" style="background:${classCSS(k)}"></span>${esc(e.classNames[k - 1] || "object")} #${e.labelAt[id]}</div><table>${rows.join("")}</table>`;
+    tt.innerHTML = `<div class="tt-head"></div><table>${rows.join("")}</table>`;
+    tt.firstChild.append(el("span", { class: "swatch", style: `background:${classCSS(k)}` }), `${e.classNames[k - 1] || "object"} #${e.labelAt[id]}`);
     tt.hidden = false;
     const vw = viewer.clientWidth, vh = viewer.clientHeight;
     const w = tt.offsetWidth, h = tt.offsetHeight;
@@ -994,7 +1063,7 @@
   function showInspector(e, id) {
     const r = objectRow(e, id);
     const k = e.cls[id];
-    $("inspector-title").innerHTML = `<span class="cls-dot" style="background:${classCSS(k)}"></span>${esc(e.classNames[k - 1] || "object")} #${e.labelAt[id]}`;
+    $("inspector-title").replaceChildren(el("span", { class: "cls-dot", style: `background:${classCSS(k)}` }), `${e.classNames[k - 1] || "object"} #${e.labelAt[id]}`);
     const body = [];
     const cols = e.objects.columns.filter((c) => !["image", "label", "class"].includes(c));
     const last = cols.filter((c) => LAST_COLS.includes(c));
@@ -1013,15 +1082,19 @@
   function renderDisplayPanel() {
     const e = current();
     const m = model();
-    const task = (e && e.task) || (m && m.task) || "instance";
-    $("threshold-name").textContent = task === "semantic" ? "Probability threshold" : task === "classify" ? "Decision threshold" : "Score threshold";
+    // what the shown result holds, or (before it exists) what the chosen model's results hold
+    const known = e && e.kind;
+    const kind = known ? e.kind : (m && m.kind) || "objects";
+    const thresholdKind = known ? e.thresholdKind : (m ? m.threshold_kind : "score");
+    $("threshold-name").textContent = THRESHOLD_NAMES[thresholdKind] || "Threshold";
     $("threshold-value").textContent = S.threshold.toFixed(2);
-    $("threshold").closest("label").hidden = task === "classify";
+    $("threshold").closest("label").hidden = kind !== "objects" || !THRESHOLD_NAMES[thresholdKind];
+    $("style-group").closest(".field").hidden = $("opacity").closest("label").hidden = kind !== "objects";  // nothing to draw
     const box = $("class-toggles");
     box.innerHTML = "";
     const names = (e && e.classNames.length ? e.classNames : (m ? m.classes : []));
     const counts = e && e.status === "done" ? countVisible(e, true) : {};
-    if (task === "classify" && e && e.result && e.result.probabilities) {
+    if (kind === "classes" && e && e.result && e.result.probabilities) {
       for (const [i, c] of names.entries()) {
         const p = e.result.probabilities[c] || 0;
         const on = (e.result.predicted || []).includes(c);
@@ -1043,14 +1116,16 @@
         el("span", { class: "count" }, counts[k] !== undefined ? String(counts[k]) : "")));
     });
     const sc = $("shown-count");
-    if (e && e.status === "done" && e.task === "instance") {
-      const shown = countVisible(e);
-      sc.innerHTML = `<b data-testid="shown">${shown}</b> of ${e.nObj} detections shown`;
+    if (e && e.status === "done" && hasObjects(e)) {
+      const shown = countVisible(e), found = countFound(e);
+      const word = THRESHOLD_WORDS[e.thresholdKind];
+      const at = word ? ` at ${word} ≥ ${S.threshold.toFixed(2)}` : "";
+      sc.replaceChildren(el("b", { "data-testid": "found" }, String(found)), ` found${at}`,
+        liveThreshold(e) ? ` (of ${e.nObj} detections)` : "", el("br"),
+        el("b", { "data-testid": "shown" }, String(shown)), " shown",
+        shown !== found ? ` (${found - shown} in hidden classes)` : "");
       sc.dataset.shown = shown;
-    } else if (e && e.status === "done" && e.task === "semantic") {
-      const shown = countVisible(e);
-      sc.innerHTML = `<b data-testid="shown">${shown}</b> objects at probability ≥ ${S.threshold.toFixed(2)}`;
-      sc.dataset.shown = shown;
+      sc.dataset.found = found;
     } else sc.textContent = "";
   }
 
@@ -1070,8 +1145,25 @@
     const fromFile = e && e.upload && e.upload.pixel_size_um;
     const inp = $("pixel-size");
     inp.placeholder = fromFile ? `${fromFile.toPrecision(4)} (file)` : "pixels";
-    $("pixel-size-hint").textContent = S.pixelSize ? `Lengths in µm, areas in µm².`
+    if (S.pixelSizeError) return;  // the refusal stays until the field is corrected
+    $("pixel-size-hint").textContent = S.pixelSize ? `${S.pixelSize} µm per pixel: lengths in µm, areas in µm².`
       : fromFile ? "Pixel size read from the file; type another to override." : "Leave empty to measure in pixels.";
+  }
+
+  /** The pixel-size field: a decimal point or a decimal comma ("0,65" is 0.65); anything else,
+   * or a value no microscope gives, is refused in words rather than read as something else. */
+  function parsePixelSize(text) {
+    const t = text.trim().replace(/\s+/g, "").replace(/(µm|um|μm)$/i, "");
+    if (t === "") return { value: null };
+    let norm = t;
+    if (/^\d*,\d+$/.test(t)) norm = t.replace(",", ".");
+    else if (t.includes(",")) return { error: `“${text}” has a comma that is not a decimal comma; type e.g. 0.65 or 0,65.` };
+    const v = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(norm) ? Number(norm) : NaN;
+    if (!(v > 0) || !Number.isFinite(v)) return { error: `“${text}” is not a pixel size; type a positive number of µm per pixel (e.g. 0.65), or leave it empty.` };
+    const lim = S.info ? S.info.limits : {};
+    const lo = lim.pixel_size_min_um || 1e-4, hi = lim.pixel_size_max_um || 1e3;
+    if (v < lo || v > hi) return { error: `${v} µm per pixel is outside what microscopes give (${lo} to ${hi} µm); check the value.` };
+    return { value: v };
   }
 
   function dlLink(label, href, title, filename) {
@@ -1088,10 +1180,10 @@
     const ok = e && e.status === "done";
     const q = new URLSearchParams({ threshold: S.threshold });
     if (S.pixelSize) q.set("pixel_size", S.pixelSize);
-    const what = (e && e.task) === "semantic" ? "probability" : "score";
-    $("dl-threshold").textContent = ok && e.task !== "classify" ? `(${what} ≥ ${S.threshold.toFixed(2)})` : "";
+    const what = ok ? THRESHOLD_WORDS[e.thresholdKind] : null;
+    $("dl-threshold").textContent = ok && hasObjects(e) && what ? `(${what} ≥ ${S.threshold.toFixed(2)})` : "";
     const out = ok ? e.result.outputs : {};
-    if (!ok || e.task !== "classify") {
+    if (!ok || hasObjects(e)) {
       box.append(dlLink("Labels (TIFF)", out.labels_tif && `${out.labels_tif}?threshold=${S.threshold}`, "label image: 0 = background, 1..n = objects"));
       const vis = Object.keys(S.classVisible).filter((k) => S.classVisible[k] !== false).join(",");
       const style = S.style === "none" ? "outline" : S.style;
@@ -1107,7 +1199,7 @@
     all.append(dlLink("Table (CSV)", jq && `/api/results/measurements?format=csv&${jq}`, "all images' objects in one table"));
     all.append(dlLink("Report (HTML)", jq && `/api/results/report.html?${jq}`, "summary, plots and overlays in one file"));
     all.append(dlLink("Everything (ZIP)", jq && `/api/results/outputs.zip?${jq}`, "labels, masks, overlays, table, COCO JSON and report"));
-    if (!e || e.task !== "classify") all.append(dlLink("COCO (JSON)", jq && `/api/results/predictions.json?${jq}`, "predictions.json as morphoscope predict writes it"));
+    if (!e || e.kind !== "classes") all.append(dlLink("COCO (JSON)", jq && `/api/results/predictions.json?${jq}`, "predictions.json as morphoscope predict writes it"));
   }
 
   function renderProgress() {
@@ -1149,7 +1241,7 @@
     const rows = [];
     for (const e of entries) {
       if (!e.objects) continue;
-      if (e.task === "instance" || e.task === "semantic") {
+      if (hasObjects(e)) {
         for (let id = 1; id <= e.nObj; id++) if (e.row[id] >= 0 && visibleObject(e, id)) rows.push({ e, id, r: e.objects.rows[e.row[id]] });
       } else {
         e.objects.rows.forEach((r, i) => rows.push({ e, id: i + 1, r }));
@@ -1188,20 +1280,26 @@
     }
     tableState = { rows, cols };
     const thead = $("data-table").tHead;
+    const focusCol = document.activeElement && document.activeElement.tagName === "TH" && thead.contains(document.activeElement)
+      ? document.activeElement.dataset.col : null;
     thead.innerHTML = "";
     const tr = el("tr");
     for (const c of cols) {
       const d = S.defs[baseName(c)];
       const num = rows.length && typeof cellValue(rows[0], c) === "number";
+      const sortBy = () => { S.sort = { col: c, dir: S.sort.col === c ? -S.sort.dir : (num ? -1 : 1) }; renderTable(); };
       const th = el("th", {
-        class: `${num ? "" : "text"} ${S.sort.col === c ? "sorted" : ""}`, "data-col": c,
+        class: `${num ? "" : "text"} ${S.sort.col === c ? "sorted" : ""}`, "data-col": c, tabindex: "0", scope: "col",
+        "aria-sort": S.sort.col === c ? (S.sort.dir > 0 ? "ascending" : "descending") : "none",
         title: d ? `${d.formula}\nrange: ${d.range}` : c === "label" ? "label in the downloaded label image (at this threshold)" : c,
-        onclick: () => { S.sort = { col: c, dir: S.sort.col === c ? -S.sort.dir : (num ? -1 : 1) }; renderTable(); },
+        onclick: sortBy,
+        onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sortBy(); } },
       }, prettyCol(c));
-      if (S.sort.col === c) th.append(el("span", { class: "arrow" }, S.sort.dir > 0 ? "▲" : "▼"));
+      if (S.sort.col === c) th.append(el("span", { class: "arrow", "aria-hidden": "true" }, S.sort.dir > 0 ? "▲" : "▼"));
       tr.append(th);
     }
     thead.append(tr);
+    if (focusCol) { const th = thead.querySelector(`th[data-col="${CSS.escape(focusCol)}"]`); if (th) th.focus(); }
     $("table-empty").hidden = rows.length > 0;
     $("table-empty").textContent = S.images.some((e) => e.status === "done") ? "No objects above the threshold." : "Results appear here once an image has been segmented.";
     const n = $("tab-table");
@@ -1218,13 +1316,15 @@
     tableState.first = first;
     tableState.last = last;
     const tbody = $("data-table").tBodies[0];
+    const focusId = document.activeElement && document.activeElement.tagName === "TR" && tbody.contains(document.activeElement)
+      ? document.activeElement.dataset.id : null;
     const frag = document.createDocumentFragment();
     const spacer = (h) => { const t = el("tr", { class: "spacer" }, el("td", { colspan: cols.length || 1, style: `height:${h}px` })); return t; };
     frag.append(spacer(first * ROW_H));
     const cur = current();
     for (let i = first; i < last; i++) {
       const row = rows[i];
-      const trow = el("tr", { "data-id": row.id, class: row.e === cur && row.id === S.selected ? "selected" : "" });
+      const trow = el("tr", { "data-id": row.id, class: row.e === cur && row.id === S.selected ? "selected" : "", tabindex: "0" });
       for (const c of cols) {
         const v = cellValue(row, c);
         if (c === "class") {
@@ -1234,12 +1334,21 @@
       }
       if (row.e.row) {
         trow.addEventListener("click", () => selectObject(row.id, true, row.e));
+        trow.addEventListener("keydown", (ev) => {
+          if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); selectObject(row.id, true, row.e); }
+          else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+            ev.preventDefault();
+            const to = ev.key === "ArrowDown" ? trow.nextElementSibling : trow.previousElementSibling;
+            if (to && !to.classList.contains("spacer")) to.focus();
+          }
+        });
         trow.addEventListener("mouseenter", () => { if (row.e === current()) { S.hover = row.id; requestDraw(); } });
       }
       frag.append(trow);
     }
     frag.append(spacer((rows.length - last) * ROW_H));
     tbody.replaceChildren(frag);
+    if (focusId) { const tr = tbody.querySelector(`tr[data-id="${CSS.escape(focusId)}"]`); if (tr) tr.focus(); }
   }
   $("table-wrap").addEventListener("scroll", () => renderTableRows(false), { passive: true });
   $("table-wrap").addEventListener("mouseleave", () => { S.hover = 0; requestDraw(); });
@@ -1402,7 +1511,7 @@
     table.tBodies[0].innerHTML = "";
     if (!entries.length) return;
     const sample = entries[0];
-    if (sample.task === "classify") {
+    if (!hasObjects(sample)) {
       renderTableLike(table, ["image", "class", "probability"], entries.map((e) => [e.name, topClass(e), ""]));
       return;
     }
@@ -1433,8 +1542,17 @@
   // ------------------------------------------------------------------------------------------
   // updates
   // ------------------------------------------------------------------------------------------
+  /** What may make the shown result wrong (e.g. an image unlike the model's training data). */
+  function renderWarnings() {
+    const e = current();
+    const list = (e && e.status === "done" && e.result && e.result.warnings) || [];
+    const box = $("viewer-warning");
+    box.hidden = !list.length;
+    box.replaceChildren(...(list.length ? [el("b", {}, "Check this result"), el("ul", {}, ...list.map((w) => el("li", {}, w)))] : []));
+  }
   function updateAll() {
     for (const e of S.images) updateLabelNumbers(e);
+    renderWarnings();
     renderDisplayPanel();
     renderStackPanel();
     renderMeasurePanel();
@@ -1496,7 +1614,7 @@
       S.threshold = Number(thr.value);
       $("threshold-value").textContent = S.threshold.toFixed(2);
       onDisplayChange();
-      if (S.images.some((e) => e.task === "semantic")) refetchSemantic();
+      if (S.images.some(serverThreshold)) refetchAtThreshold();
     });
     thr.addEventListener("input", onThr);
     for (const b of $("style-group").querySelectorAll("button")) {
@@ -1528,10 +1646,14 @@
       runSlice(e);
     });
     $("pixel-size").addEventListener("change", () => {
-      const v = Number($("pixel-size").value);
-      const val = $("pixel-size").value.trim() === "" ? null : v;
-      if (val !== null && !(v > 0)) { toast("Pixel size", "Type a positive number of micrometres per pixel, or leave it empty.", "error"); return; }
-      S.pixelSize = val;
+      const inp = $("pixel-size"), hint = $("pixel-size-hint");
+      const { value, error } = parsePixelSize(inp.value);
+      S.pixelSizeError = error || null;
+      inp.setAttribute("aria-invalid", error ? "true" : "false");
+      hint.classList.toggle("error", !!error);
+      if (error) { hint.textContent = `${error} Measurements still use ${S.pixelSize ? `${S.pixelSize} µm per pixel` : "pixels"}.`; return; }
+      if (value !== null) inp.value = String(value);  // shown as it is read: 0,65 becomes 0.65
+      S.pixelSize = value;
       for (const e of S.images) {
         if (e.status !== "done" || !e.result.outputs.objects) continue;
         const gen = e.gen;
@@ -1569,8 +1691,16 @@
     window.addEventListener("keydown", (ev) => {
       const tag = (ev.target && ev.target.tagName) || "";
       if (["INPUT", "SELECT", "TEXTAREA"].includes(tag) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      if (ev.target.closest && ev.target.closest("#image-list, #data-table, dialog")) return;  // they use the arrows
       const cx = viewer.clientWidth / 2, cy = viewer.clientHeight / 2;
-      if (ev.key === "+" || ev.key === "=") zoomAt(1.5, cx, cy);
+      const PAN = { ArrowLeft: [1, 0], ArrowRight: [-1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[ev.key];
+      if (PAN) {  // the view moves with the arrow, as in map viewers: a tenth of it a press, a half with Shift
+        const step = (ev.shiftKey ? 0.5 : 0.1) * Math.min(viewer.clientWidth, viewer.clientHeight);
+        S.view.tx += PAN[0] * step;
+        S.view.ty += PAN[1] * step;
+        S.view.fitted = false;
+        requestDraw();
+      } else if (ev.key === "+" || ev.key === "=") zoomAt(1.5, cx, cy);
       else if (ev.key === "-") zoomAt(1 / 1.5, cx, cy);
       else if (ev.key === "0") fitView();
       else if (ev.key === "1") zoomTo(1);
