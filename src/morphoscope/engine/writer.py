@@ -153,6 +153,8 @@ class OutputFolder:
         self.pixel_size = pixel_size
         self.min_area = min_area
         self.exports = [exporter(e) for e in exports]
+        # exports that carry measurements (CellProfiler tables) need them taken
+        self.measure = measure or any(getattr(e, "needs_measurements", False) for e in self.exports)
         self.records = self.out / RECORDS
 
     # ---- before the run ---------------------------------------------------------------------
@@ -190,7 +192,12 @@ class OutputFolder:
         prepare_output_dir(self.out)
         self.records.mkdir(exist_ok=True)
         for part in list(self.out.glob(".*.part")) + list(self.records.glob(".*.part")):
-            part.unlink(missing_ok=True)  # left by a killed run: never a finished file
+            if part.is_dir():  # an OME-Zarr store being built when a run was killed
+                import shutil
+
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)  # left by a killed run: never a finished file
         if not self.resume:
             for rec in self.records.glob("*.json"):
                 rec.unlink()
