@@ -12,7 +12,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from metrics_testdata import label_gt, label_results, write_pred_dir
-from morphoscope.errors import InputError, OutputExistsError
+from morphoscope.errors import InputError
 from morphoscope.metrics import (
     coco_evaluate, evaluate, evaluate_arrays, format_table, matching_stats)
 
@@ -122,7 +122,7 @@ def test_cli(pred_dir, gt_dir, result, tmp_path):
     assert json.loads(out.read_text()) == result
     # An existing result is kept unless --overwrite (checked before any work).
     run = CliRunner().invoke(app, args + ["--max-detections", "100"])
-    assert isinstance(run.exception, OutputExistsError)
+    assert run.exit_code == 2 and f"error: {out}: output already exists" in run.stderr
     assert json.loads(out.read_text())["coco"]["max_detections"] == 1000
     run = CliRunner().invoke(app, args + ["--max-detections", "100", "--overwrite"])
     assert run.exit_code == 0, run.output

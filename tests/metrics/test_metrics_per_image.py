@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from morphoscope.errors import OutputExistsError
 from morphoscope.io.images import read_label_image
 from morphoscope.metrics import (
     THRESHOLDS,
@@ -196,7 +195,8 @@ def test_cli_per_image_csv(shipped_model_predictions, shipped, tmp_path):
     # An existing file is kept unless --overwrite, and refused before any work.
     csv.write_text("mine\n")
     run = CliRunner().invoke(app, args)
-    assert isinstance(run.exception, OutputExistsError) and csv.read_text() == "mine\n"
+    assert run.exit_code == 2 and f"error: {csv}: output already exists" in run.stderr
+    assert csv.read_text() == "mine\n"
     assert "Object matching" not in run.output
     run = CliRunner().invoke(app, args + ["--overwrite"])
     assert run.exit_code == 0, run.output

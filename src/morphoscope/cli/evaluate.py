@@ -39,9 +39,17 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[
             bool, typer.Option("--overwrite",
                                help="Replace existing --json and --per-image files.")] = False,
+        strict: Annotated[bool, typer.Option(
+            "--strict", help="Stop at the first image that cannot be scored (by default it is "
+                             "reported and skipped, and the others are scored).")] = False,
     ) -> None:
         """Object matching (precision, recall, F1 at IoU 0.5..0.95, pooled and mean per image;
-        DSB score) and COCO mask/box AP."""
+        DSB score) and COCO mask/box AP.
+
+        An image that cannot be scored (no prediction, unreadable or mismatched labels) is
+        reported and skipped: the others are scored and written (the --json file lists the
+        skipped ones), and the command ends with a non-zero exit status naming them."""
+        from morphoscope.errors import SkippedInputs
         from morphoscope.metrics.evaluate import evaluate
 
         outputs = [p for p in (json_out, per_image_out) if p is not None]
@@ -77,12 +85,24 @@ def register(app: typer.Typer) -> None:
                 with atomic_write(json_out, overwrite=overwrite, mode="w") as fh:
                     json.dump(result, fh, indent=2)
             return
+        skipped = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = evaluate(pred, gt, max_detections=max_detections)
-        for w in caught:
-            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+            try:
+                result = evaluate(pred, gt, max_detections=max_detections, strict=strict)
+            except SkippedInputs as exc:
+                if exc.result is None:  # no image could be scored: nothing to write
+                    raise
+                skipped, result = exc, exc.result
+            finally:
+                for w in caught:
+                    typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
         _report(result, json_out, per_image_out, overwrite)
+        if skipped is not None:
+            written = [str(p) for p in (json_out, per_image_out) if p is not None]
+            raise SkippedInputs(skipped.failed, done=skipped.done, action="scored",
+                                outcome=f"the other {skipped.done} were scored"
+                                        + (f" into {' and '.join(written)}" if written else ""))
 
 
 def _report(result: dict, json_out, per_image_out, overwrite: bool) -> None:

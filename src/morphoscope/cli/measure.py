@@ -56,11 +56,18 @@ def register(app: typer.Typer) -> None:
             "--jobs", "-j", help="Processes measuring images in parallel (-1: all cores).")] = 1,
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+        strict: Annotated[bool, typer.Option(
+            "--strict", help="Stop at the first image that cannot be measured (by default it is "
+                             "reported and skipped, and the others are measured).")] = False,
     ) -> None:
         """Measure every object: area, perimeter, circularity, eccentricity, aspect ratio,
         solidity, anisotropy, axes, orientation, Feret diameters, intensities
-        (definitions: docs/morphology.md)."""
-        from morphoscope.errors import InputError
+        (definitions: docs/morphology.md).
+
+        An image that cannot be read or measured is reported and skipped: the others are
+        measured and written, and the command ends with a non-zero exit status naming what
+        was skipped."""
+        from morphoscope.errors import InputError, SkippedInputs
         from morphoscope.io.atomic import check_writable
         from morphoscope.morphology.measure import (
             check_pixel_size,
@@ -82,21 +89,28 @@ def register(app: typer.Typer) -> None:
         pred_dir = None
         if len(labels) == 1 and (labels[0] / "predictions.json").is_file():
             pred_dir = labels[0]
+        skipped = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if pred_dir is not None:
-                if classes is not None:
-                    raise InputError("--classes does not apply to a prediction folder: classes "
-                                     "come from its predictions.json", path=pred_dir)
-                table = measure_prediction_dir(pred_dir, images=image, pixel_size=pixel_size,
-                                               groups=group_arg, exclude_border=exclude_border,
-                                               n_jobs=jobs)
-            else:
-                table = measure_files(labels, images=image, pixel_size=pixel_size,
-                                      classes=classes, groups=group_arg,
-                                      exclude_border=exclude_border, n_jobs=jobs)
-        for w in caught:
-            typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+            try:
+                if pred_dir is not None:
+                    if classes is not None:
+                        raise InputError("--classes does not apply to a prediction folder: "
+                                         "classes come from its predictions.json", path=pred_dir)
+                    table = measure_prediction_dir(pred_dir, images=image, pixel_size=pixel_size,
+                                                   groups=group_arg, exclude_border=exclude_border,
+                                                   n_jobs=jobs, strict=strict)
+                else:
+                    table = measure_files(labels, images=image, pixel_size=pixel_size,
+                                          classes=classes, groups=group_arg,
+                                          exclude_border=exclude_border, n_jobs=jobs, strict=strict)
+            except SkippedInputs as exc:
+                if exc.result is None:  # no image could be measured: nothing to write
+                    raise
+                skipped, table = exc, exc.result
+            finally:
+                for w in caught:
+                    typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
         write_table(table, out, overwrite=overwrite)
         n_images = len(table.attrs.get("images", {}))
         typer.echo(f"{len(table)} objects in {n_images} image(s) -> {out}")
@@ -107,3 +121,6 @@ def register(app: typer.Typer) -> None:
             for key, path in paths.items():
                 write_table(summarize(table, by=levels[key]), path, overwrite=overwrite)
                 typer.echo(f"summary {key.replace('_', ' ')} -> {path}")
+        if skipped is not None:
+            raise SkippedInputs(skipped.failed, done=skipped.done, action="measured",
+                                outcome=f"the other {skipped.done} were measured into {out}")

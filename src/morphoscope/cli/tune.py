@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show per-epoch progress bars.")] = False,
     ) -> None:
         """Search learning rate, batch size, encoder, loss weights and thresholds; write the best config."""
+        from morphoscope.extras import require
+
+        require("tune", "morphoscope tune")
         from morphoscope.training.tune import tune
 
         res = tune(config, trials=trials, storage=storage, study=study, fraction=fraction, out=out,

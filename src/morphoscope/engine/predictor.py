@@ -123,6 +123,12 @@ class Predictor:
             raise InputError(f"scale must be a positive number, got {scale}")
         self.bundle = bundle
         self.inference = bundle.task.inference(bundle, **options)
+        inf = self.inference
+        if int(inf.batch_size) < 1 or (inf.tiled and (int(inf.block_size) < 32 or int(inf.block_margin) < 0
+                                                       or inf.block_size <= 2 * inf.block_margin)):
+            raise InputError(f"invalid prediction windows: block size {inf.block_size} (at least 32 and more "
+                             f"than twice the margin), margin {inf.block_margin} (0 or more), batch size "
+                             f"{inf.batch_size} (1 or more)")
         self.progress = progress
         self.prefetch = prefetch
         self.auto, self.scale, self.scale_info = self._resolve_scale(float(scale), diameter, pixel_size)
@@ -298,6 +304,7 @@ class Predictor:
                              f"{inf.min_side}", path=item.path or item.name)
         warnings: list[str] = []
         sample = item.sample()
+        median = None
         if np.issubdtype(sample.dtype, np.floating):
             finite = np.isfinite(sample)
             if not finite.all():
@@ -305,16 +312,19 @@ class Predictor:
                     raise InputError("image has no finite pixel values (all NaN or infinite)",
                                      path=item.path or item.name)
                 share = 1 - finite.mean()
-                warnings.append(f"{share:.1%} of the pixels are NaN or infinite; they were replaced by "
+                shown = f"{share:.1%}" if share >= 0.001 else "less than 0.1%"  # never "0.0%"
+                warnings.append(f"{shown} of the pixels are NaN or infinite; they were replaced by "
                                 "the image's median value before prediction")
                 fill = float(np.median(sample[finite]))
                 sample = np.where(finite, sample, fill)
             else:
                 fill = None
+                median = float(np.median(sample))  # for non-finite pixels the sample missed
         else:
             fill = None
         stats = dict(item.stats) if item.stats is not None else inf.statistics(sample)
         stats["_fill"] = fill
+        stats["_median"] = median
         scale, scale_info = scale_of(item)
         if scale != 1.0:
             from skimage.transform import rescale
@@ -356,11 +366,18 @@ class Predictor:
 
     @staticmethod
     def _finite(window: np.ndarray, stats: dict, plane) -> np.ndarray:
-        fill = stats.get("_fill")
-        if fill is None or not np.issubdtype(window.dtype, np.floating):
+        """Non-finite pixels replaced by the plane's median (every window is checked: the
+        plane's sample can miss a few NaN pixels of a huge image)."""
+        if not np.issubdtype(window.dtype, np.floating):
             return window
         bad = ~np.isfinite(window)
         if bad.any():
+            fill = stats.get("_fill")
+            if fill is None:
+                fill = stats.get("_median") or 0.0
+                if plane is not None and not any("NaN or infinite" in w for w in plane.warnings):
+                    plane.warnings.append("some pixels are NaN or infinite; they were replaced by the image's "
+                                          "median value before prediction")
             window = np.where(bad, np.asarray(fill, window.dtype), window)
         return window
 

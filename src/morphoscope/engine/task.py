@@ -83,6 +83,13 @@ class Inference:
         self.diameter = float(extra["diameter"]) if extra.get("diameter") else None
         self.pixel_size = float(extra["pixel_size"]) if extra.get("pixel_size") else None
 
+    def use_windows(self, defaults, *, block_size=None, block_margin=None, batch_size=None) -> None:
+        """Window settings from the options given, else from the model's ``inference`` config
+        section (``defaults``); 0 is a value here, not "unset" (the engine refuses it)."""
+        self.block_size = int(defaults.block_size if block_size is None else block_size)
+        self.block_margin = int(defaults.block_margin if block_margin is None else block_margin)
+        self.batch_size = int(defaults.batch_size if batch_size is None else batch_size)
+
     @property
     def device(self) -> torch.device:
         return self.bundle.device
@@ -126,6 +133,15 @@ class Inference:
     def remake(self, maps: np.ndarray, threshold: float) -> Objects:
         """Objects from kept maps at another probability threshold (tasks with maps)."""
         raise NotImplementedError
+
+    def merge_stack(self, results: list, z_spacing_ratio: float | None) -> list:
+        """After all planes of one input are predicted, once per time point: ``results`` are the
+        :class:`~morphoscope.engine.result.ImageResult` of its Z planes in Z order (one result
+        for an input without Z), ``z_spacing_ratio`` the Z spacing over the pixel size (None when
+        unknown). Returns the results to write: these (2D objects per plane; the default), or one
+        3D result whose objects have shape ``(Z, H, W)`` — one label per object through Z (see
+        :mod:`morphoscope.engine.volume` for the helpers: stacked maps, IoU stitching)."""
+        return results
 
     def settings(self) -> dict:
         """The settings recorded with the outputs (predictions.json ``info``)."""

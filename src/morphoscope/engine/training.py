@@ -12,6 +12,7 @@ uninterrupted run would have had.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -282,32 +283,32 @@ def _train_epoch(model, plan, opt, sched, loader, device, *, epoch, scaler, grad
 
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="it", dynamic_ncols=True, mininterval=2)
     t0 = time.time()
-    for batch in loader:
-        if max_steps is not None and n >= max_steps:
-            break
-        with torch.autocast(device_type=device.type, enabled=scaler is not None):
-            terms = plan.loss(model, batch, device)
-        loss = sum(terms.values())
-        reduced = dist.reduce_dict({k: v.detach().float() for k, v in terms.items()})
-        total = float(sum(reduced.values()))
-        check_finite(total, reduced, where=f"epoch {epoch}, iteration {n}", hint=plan.nonfinite_hint)
-        optimizer_step(loss, opt, scaler=scaler, grad_clip=grad_clip)
-        sched.step()
-        n += 1
-        for k, v in reduced.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        sums["loss"] = sums.get("loss", 0.0) + total
-        if writer is not None:
-            step = sched.last_epoch
+    # the bar ends its line even when the epoch stops with an error, which then gets a line of its own
+    with contextlib.nullcontext() if bar is None else bar:
+        for batch in loader:
+            if max_steps is not None and n >= max_steps:
+                break
+            with torch.autocast(device_type=device.type, enabled=scaler is not None):
+                terms = plan.loss(model, batch, device)
+            loss = sum(terms.values())
+            reduced = dist.reduce_dict({k: v.detach().float() for k, v in terms.items()})
+            total = float(sum(reduced.values()))
+            check_finite(total, reduced, where=f"epoch {epoch}, iteration {n}", hint=plan.nonfinite_hint)
+            optimizer_step(loss, opt, scaler=scaler, grad_clip=grad_clip)
+            sched.step()
+            n += 1
             for k, v in reduced.items():
-                writer.add_scalar(f"train/{k}", float(v), step)
-            writer.add_scalar("train/loss", total, step)
-            writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-        if bar is not None:
-            bar.set_postfix(loss=f"{total:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
-            bar.update()
-    if bar is not None:
-        bar.close()
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["loss"] = sums.get("loss", 0.0) + total
+            if writer is not None:
+                step = sched.last_epoch
+                for k, v in reduced.items():
+                    writer.add_scalar(f"train/{k}", float(v), step)
+                writer.add_scalar("train/loss", total, step)
+                writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+                bar.update()
     out = {k: v / max(n, 1) for k, v in sums.items()}
     out["lr"] = opt.param_groups[0]["lr"]
     out["seconds"] = time.time() - t0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morphoscope.engine.objects import Objects
+from morphoscope.engine.objects import Objects, crop_rle
 from morphoscope.engine.result import ImageResult
 from morphoscope.errors import InputError, OutputExistsError
 from morphoscope.io.atomic import atomic_write, check_writable, prepare_output_dir
@@ -51,6 +51,36 @@ def overlay(image: np.ndarray, labels: np.ndarray, label_classes: np.ndarray) ->
     cls = label_classes[labels[edges]]
     rgb[edges] = PALETTE[(cls - 1) % len(PALETTE)]
     return rgb
+
+
+def overlay_by_class(image: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """RGB image with each object's outline in its class colour, drawn from per-class label
+    planes ``(K, H, W)`` (:func:`labels_by_class`), so an object inside an object of another class
+    (an organelle in its cell) is outlined too; classes of larger objects are drawn first."""
+    from skimage.segmentation import find_boundaries
+
+    from morphoscope.io.images import to_display_rgb
+
+    rgb = to_display_rgb(image)
+
+    def mean_area(plane):
+        n = len(np.unique(plane)) - 1
+        return -np.count_nonzero(plane) / n if n > 0 else 0.0
+
+    for k in sorted(range(len(planes)), key=lambda k: mean_area(planes[k])):
+        edges = find_boundaries(planes[k], mode="inner")
+        rgb[edges] = PALETTE[k % len(PALETTE)]
+    return rgb
+
+
+def class_masks(labels: np.ndarray, classes: np.ndarray, objects: Objects, n_classes: int) -> np.ndarray:
+    """``(K, ...)`` uint8 0/255 binary masks, one per class: every pixel of every object of that
+    class. With several classes they come from the per-class planes, so a class's mask holds its
+    objects whole even where an object of another class lies on top in the label image (a cell's
+    mask includes its organelles; an organelle's mask is not emptied by its cell)."""
+    if n_classes > 1:
+        return (labels_by_class(objects, n_classes, dtype=np.uint32) > 0).astype(np.uint8) * 255
+    return ((classes[labels] == 1) & (labels > 0)).astype(np.uint8)[None] * 255
 
 
 @dataclass
@@ -223,6 +253,8 @@ class OutputFolder:
         if kind == "classes":
             record = self._classification_record(item, results[0])
             table = None
+        elif len(results[0].shape) == 3:  # 3D objects, one result per time point
+            record, table = self._objects_3d(item, results, [r.read() for r in readers])
         elif not item.plane_axes and _write_in_blocks(results[0].shape):
             record, table = self._objects_large(item, results[0], readers[0])
         else:
@@ -255,12 +287,12 @@ class OutputFolder:
         if stacked:
             can = np.zeros(item.plane_shape + tuple(results[0].shape), dtype)
             class_can = {k: np.zeros(can.shape, np.uint8) for k in range(1, len(self.class_names) + 1)}
-            for (res, _, labels, classes, _, off), pidx in zip(per_plane, np.ndindex(*item.plane_shape)):
+            for (res, objs_p, labels, classes, _, off), pidx in zip(per_plane, np.ndindex(*item.plane_shape)):
                 lab = np.where(labels > 0, labels.astype(np.int64) + off, 0).astype(dtype)
                 can[pidx] = lab
-                pcls = classes[labels]
+                masks = class_masks(labels, classes, objs_p, len(self.class_names))
                 for k in class_can:
-                    class_can[k][pidx] = ((pcls == k) & (labels > 0)) * 255
+                    class_can[k][pidx] = masks[k - 1]
             order = item.plane_axes + "YX"
             axes = item.axes
             write_stack(self.out / f"{item.name}_labels.tif", _to_axes(can, order, axes), axes,
@@ -269,22 +301,24 @@ class OutputFolder:
                 write_stack(self.out / f"{item.name}_{safe_class_name(c)}.tif", _to_axes(class_can[k], order, axes),
                             axes, ome=item.ome or None, overwrite=True, **sizes)
             mid = len(per_plane) // 2
-            _, _, labels, classes, _, _ = per_plane[mid]
+            _, over_objs, labels, classes, _, _ = per_plane[mid]
             over_plane = planes[mid]
         else:
-            _, _, labels, classes, _, _ = per_plane[0]
+            _, over_objs, labels, classes, _, _ = per_plane[0]
             write_stack(self.out / f"{item.name}_labels.tif", labels.astype(dtype), "YX", overwrite=True,
                         compression="zlib", **sizes)
+            masks = class_masks(labels, classes, over_objs, len(self.class_names))
             for k, c in enumerate(self.class_names, start=1):
                 from morphoscope.io.images import write_png
 
-                write_png(self.out / f"{item.name}_{safe_class_name(c)}.png",
-                          (((classes[labels] == k) & (labels > 0)) * 255).astype(np.uint8), overwrite=True)
+                write_png(self.out / f"{item.name}_{safe_class_name(c)}.png", masks[k - 1], overwrite=True)
             over_plane = planes[0]
         if over_plane is not None:
             from morphoscope.io.images import write_png
 
-            write_png(self.out / f"{item.name}_overlay.png", overlay(over_plane, labels, classes), overwrite=True)
+            drawn = (overlay_by_class(over_plane, labels_by_class(over_objs, len(self.class_names)))
+                     if len(self.class_names) > 1 else overlay(over_plane, labels, classes))
+            write_png(self.out / f"{item.name}_overlay.png", drawn, overwrite=True)
         if len(self.class_names) > 1:  # overlapping classes: one label plane per class
             k = len(self.class_names)
             planes_k = [np.where(lk > 0, lk.astype(np.int64) + off, 0) for (_, objs, _, _, _, off) in per_plane
@@ -324,6 +358,122 @@ class OutputFolder:
                 e.write_image(ctx)
         return {"name": item.name, "kind": "objects", "images": images, "objects": total}, table
 
+    def _objects_3d(self, item: InputFile, results: list[ImageResult], planes: list):
+        """3D objects (one result per time point, objects ``(Z, H, W)``): a label stack with the
+        input's axes minus C, one label per object through Z and unique across T; class masks;
+        one predictions.json ``images`` entry per plane whose annotations are the objects' slices
+        in that plane, each with its object's ``label``; one measurement row per 3D object."""
+        from morphoscope.io.stacks import write_stack
+
+        if "Z" not in item.plane_axes:
+            raise InputError("3D objects need an input with a Z axis", path=item.path)
+        if self.exports:
+            raise InputError("exports (--export) are not written for 3D objects yet; predict without "
+                             "--export, or with --planes for 2D objects per plane", path=item.path)
+        nz = item.plane_shape[item.plane_axes.index("Z")]
+        h, w = results[0].shape[1:]
+        multi = len(self.class_names) > 1
+        per_t, offset = [], 0
+        for res in results:
+            if tuple(res.shape) != (nz, h, w):
+                raise InputError(f"3D result of shape {res.shape} does not fit the input's {nz} planes of "
+                                 f"{h}x{w}", path=item.path)
+            objs = res.objects_at()
+            labels, classes, scores, index = label_arrays(objs, min_area=self.min_area, by_class=multi)
+            per_t.append((res, objs.select(index), labels, classes, scores, offset))
+            offset += len(index)
+        total = offset
+        dtype = np.uint16 if total < 65535 else np.uint32
+
+        def plane_of(res, z):  # the plane index tuple (in item.plane_axes order) of Z plane z
+            return tuple(int(z) if a == "Z" else int(res.plane.get(a, 0)) for a in item.plane_axes)
+
+        order = item.plane_axes + "YX"
+        sizes = dict(pixel_size=self._pixel_size(item, results[0]), z_spacing=item.z_spacing,
+                     time_interval=item.time_interval)
+        can = np.zeros(item.plane_shape + (h, w), dtype)
+        class_can = {k: np.zeros(can.shape, np.uint8) for k in range(1, len(self.class_names) + 1)}
+        for res, _, labels, classes, _, off in per_t:
+            lab = np.where(labels > 0, labels.astype(np.int64) + off, 0).astype(dtype)
+            pcls = classes[labels]
+            for z in range(nz):
+                idx = plane_of(res, z)
+                can[idx] = lab[z]
+                for k in class_can:
+                    class_can[k][idx] = ((pcls[z] == k) & (labels[z] > 0)) * 255
+        write_stack(self.out / f"{item.name}_labels.tif", _to_axes(can, order, item.axes), item.axes,
+                    ome=item.ome or None, overwrite=True, **sizes)
+        for k, c in enumerate(self.class_names, start=1):
+            write_stack(self.out / f"{item.name}_{safe_class_name(c)}.tif", _to_axes(class_can[k], order, item.axes),
+                        item.axes, ome=item.ome or None, overwrite=True, **sizes)
+        flat = {idx: i for i, idx in enumerate(np.ndindex(*item.plane_shape))}  # plane index -> position
+        res0, _, labels0, classes0, _, _ = per_t[0]
+        mid = nz // 2
+        over_plane = planes[flat[plane_of(res0, mid)]]
+        if over_plane is not None:
+            from morphoscope.io.images import write_png
+
+            write_png(self.out / f"{item.name}_overlay.png", overlay(over_plane, labels0[mid], classes0),
+                      overwrite=True)
+        if multi:  # overlapping classes: one label plane per class
+            k = len(self.class_names)
+            stack = np.zeros(item.plane_shape + (k, h, w), dtype)
+            for res, objs, _, _, _, off in per_t:
+                lk = labels_by_class(objs, k)  # (K, Z, H, W)
+                lk = np.where(lk > 0, lk.astype(np.int64) + off, 0)
+                for z in range(nz):
+                    stack[plane_of(res, z)] = lk[:, z]
+            write_stack(self.out / f"{item.name}_labels_by_class.tif", stack, item.plane_axes + "CYX",
+                        ome=item.ome or None, overwrite=True, **sizes)
+        if all(r.maps is not None for r in results):  # kept 3D maps (channels, Z, H, W)
+            from types import SimpleNamespace
+
+            maps = [None] * len(flat)
+            for res in results:
+                for z in range(nz):
+                    maps[flat[plane_of(res, z)]] = SimpleNamespace(maps=res.maps[:, z])
+            self._write_maps(item, maps, sizes)
+        # COCO: one image entry per plane; a 3D object's slice in it is an annotation with its label
+        images = [None] * len(flat)
+        tables = []
+        for res, objs, labels, classes, scores, off in per_t:
+            z0 = objs.origins[:, 0] if len(objs) else np.zeros(0, np.int64)
+            z1 = z0 + np.array([c.shape[0] for c in objs.crops], np.int64)
+            for z in range(nz):
+                idx = plane_of(res, z)
+                entry = {"file_name": item.file_name, "height": int(h), "width": int(w),
+                         "plane": {a: int(i) for a, i in zip(item.plane_axes, idx)}}
+                anns = []
+                for i in np.flatnonzero((z0 <= z) & (z1 > z)):
+                    piece = objs.crops[i][z - z0[i]]
+                    if piece.any():
+                        rle = crop_rle(piece, objs.origins[i][1:], (h, w))
+                        anns.append(coco_annotation(rle, int(objs.classes[i]), float(objs.scores[i]), int(off + i + 1)))
+                images[flat[idx]] = {"entry": entry, "annotations": anns}
+            if self.measure:
+                volume = np.stack([np.asarray(planes[flat[plane_of(res, z)]]) for z in range(nz)])
+                tables.append(self._measure_3d(labels, volume, classes, scores, off, item, res))
+        table = None
+        if self.measure:
+            from morphoscope.morphology import concat_tables
+
+            table = concat_tables(tables)
+        return {"name": item.name, "kind": "objects", "images": images, "objects": total, "volume": True}, table
+
+    def _measure_3d(self, labels, volume, classes, scores, offset, item, res):
+        """One row per 3D object (label numbers as written: ``offset`` + k), with ``t``."""
+        from morphoscope.morphology.volume import measure_volume
+
+        n = int(labels.max(initial=0))
+        table = measure_volume(labels, image=volume, pixel_size=self._pixel_size(item, res), z_spacing=item.z_spacing,
+                               image_name=item.name, scores={k: float(scores[k]) for k in range(1, n + 1)},
+                               classes={k: int(classes[k]) for k in range(1, n + 1)},
+                               class_names=self.class_names)
+        table["label"] = table["label"] + offset
+        for a in reversed([a for a in item.plane_axes if a != "Z"]):
+            table.insert(1, a.lower(), int(res.plane.get(a, 0)))
+        return table
+
     def _objects_large(self, item: InputFile, res: ImageResult, reader: _Reader):
         """A plane too large to hold as whole arrays: the label image, class masks and OME-Zarr
         labels are painted block by block from the objects, the overlay is drawn on a
@@ -337,10 +487,11 @@ class OutputFolder:
         shape = tuple(res.shape)
         _write_tiled(self.out / f"{item.name}_labels.tif", objs, numbers, shape, dtype, **sizes)
         for k, c in enumerate(self.class_names, start=1):
-            # a pixel shows its top object's class: paint labels, then look their class up
-            lut = np.concatenate([[0], np.where(objs.classes == k, 255, 0)]).astype(np.uint8)
-            _write_tiled(self.out / f"{item.name}_{safe_class_name(c)}.tif", objs, numbers, shape, np.uint8,
-                         lut=lut, **sizes)
+            # every pixel of every object of class k (objects of other classes on top do not cut it)
+            mine = objs.classes == k
+            lut = np.concatenate([[0], np.full(n, 255)]).astype(np.uint8)
+            _write_tiled(self.out / f"{item.name}_{safe_class_name(c)}.tif", objs.select(mine), numbers[mine],
+                         shape, np.uint8, lut=lut, **sizes)
         _write_zarr(self.out / f"{item.name}_labels.ome.zarr", objs, numbers, shape, dtype, **sizes)
         small = reader.sample()
         step = max(1, int(round(shape[0] / small.shape[0])))

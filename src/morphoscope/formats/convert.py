@@ -4,7 +4,9 @@ instance-label folder or Kaggle mask folders.
 
 Images are copied byte for byte and named after the samples (the user's image names, with Label
 Studio's upload prefix stripped); masks are converted losslessly. A label folder cannot hold
-overlapping objects: where masks overlap, the later annotation keeps the shared pixels.
+overlapping objects: where masks of one class overlap, the later annotation keeps the shared
+pixels; objects of different classes that overlap (an organelle inside its cell) are refused with
+an error, since one label image would cut one of them or hide it (convert to COCO instead).
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ from morphoscope.io.atomic import atomic_write
 from morphoscope.io.images import write_png
 
 FORMATS = ("coco", "labels", "kaggle")
+
+
+def _refuse_class_overlaps(sample, class_names: list[str], shape) -> None:
+    """Raise :class:`InputError` when objects of different classes share pixels in ``sample``."""
+    planes, _ = sample.load_class_planes(len(class_names), shape)
+    shared = (planes > 0).sum(0) > 1
+    if shared.any():
+        names = [n for n, plane in zip(class_names, planes) if (plane[shared] > 0).any()]
+        raise InputError(
+            f"objects of different classes overlap in '{sample.name}' ({int(shared.sum())} pixels shared by "
+            f"{', '.join(names)}; e.g. an organelle inside its cell). A label image holds one object per "
+            "pixel and would cut one of them or hide it: convert to 'coco', which keeps every mask whole "
+            "(training, predict, evaluate and measure handle overlapping classes)", path=sample.annotation_path)
 
 
 def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: bool = False,
@@ -45,8 +60,14 @@ def convert_dataset(src: str | Path, dst: str | Path, *, to: str, overwrite: boo
         warnings.warn(f"{src}: no annotated objects in its {len(ds)} image(s); the output holds empty "
                       "annotations (was the export made before anything was annotated?)", stacklevel=2)
     dst = Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise OutputExistsError("output path exists and is not a folder", path=dst)
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise OutputExistsError("output folder is not empty; pass --overwrite to write into it", path=dst)
+    if to == "labels" and len(ds.class_names) > 1:  # checked before anything is written
+        for s in ds.samples:
+            if s.objects:
+                _refuse_class_overlaps(s, ds.class_names, s.load_image().shape)
     dst.mkdir(parents=True, exist_ok=True)
 
     def copy_image(sample, target: Path):

@@ -14,6 +14,9 @@ which export of which annotation tool gives which):
 ``labelstudio``      Label Studio's JSON or JSON_MIN export (:mod:`.labelstudio`).
 ``labelstudio-png``  Label Studio's BRUSH_TO_PNG export, with the project's JSON export beside it.
 ``cvat``    CVAT for images 1.1 XML (:mod:`.cvat`).
+``voc``     Pascal VOC boxes: a folder with ``Annotations/*.xml`` (+ ``JPEGImages/``), a folder of
+            VOC XML files, one of its split lists ``ImageSets/Main/NAME.txt`` (those images
+            only) or one XML file (:mod:`.voc`). Boxes only (``boxes_only``).
 
 Any of them may come as the zip file the tool hands out. The images of an annotation file are
 found by name (:class:`~.common.ImageFinder`): in the ``images`` folder given, else beside the file
@@ -49,12 +52,12 @@ from morphoscope.formats.common import (
 )
 from morphoscope.formats.shapes import (
     ShapeError,
-    box_mask,
     coco_rle_mask,
     pixel_centre_polygons_mask,
     polygons_mask,
 )
-from morphoscope.io.images import IMAGE_SUFFIXES, read_image, read_label_image
+from morphoscope.formats.voc import Box, is_voc_folder, is_voc_split, load_voc
+from morphoscope.io.images import IMAGE_SUFFIXES, label_file_of, read_image, read_label_image
 
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -178,6 +181,41 @@ class Sample:
             labels[m] = i
         return labels, {i: int(c) for i, c in enumerate(classes, start=1)}
 
+    def load_class_planes(self, n_classes: int, image_shape=None) -> tuple[np.ndarray, dict[int, int]]:
+        """One instance-label plane per class, ``(n_classes, H, W)``, and ``{label: class}``:
+        plane ``k - 1`` holds the objects of class ``k`` under the numbers of
+        :meth:`load_label_image`, so an object of one class inside an object of another (an
+        organelle in its cell) is kept whole in its own plane. Within a class, overlaps go to the
+        later object, as in :meth:`load_label_image`."""
+        if self.objects is None and self.layout != "kaggle":  # a label image: nothing overlaps
+            labels, classes = self.load_label_image(image_shape)
+            planes = np.zeros((n_classes,) + labels.shape, labels.dtype)
+            lut = np.zeros(int(labels.max(initial=0)) + 1, np.int64)
+            for k, c in classes.items():
+                lut[k] = c
+            cls = lut[labels]
+            for c in range(1, n_classes + 1):
+                planes[c - 1] = np.where(cls == c, labels, 0)
+            return planes, classes
+        if self.objects is not None:
+            h, w = (image_shape if image_shape is not None else self.load_image().shape)[:2]
+            pairs = self._object_masks(h, w)
+            n = len(self.objects)
+        else:
+            masks, cls = self.load_instances(image_shape)
+            h, w = masks.shape[1:] if len(masks) else (image_shape if image_shape is not None
+                                                       else self.load_image().shape)[:2]
+            pairs, n = zip(masks, cls), len(masks)
+        planes = np.zeros((n_classes, h, w), np.uint32 if n > 65535 else np.uint16)
+        classes = {}
+        for i, (m, c) in enumerate(pairs, start=1):
+            if not 1 <= int(c) <= n_classes:
+                raise InputError(f"object {i} of '{self.name}' has class {int(c)}, not 1..{n_classes}",
+                                 path=shown(self.annotation_path or self.image_path))
+            planes[int(c) - 1][m] = i
+            classes[i] = int(c)
+        return planes, classes
+
     def count_objects(self) -> int:
         """Number of objects; annotation files are counted without rasterising them."""
         if self.objects is not None:
@@ -194,6 +232,7 @@ class InstanceDataset:
     samples: list[Sample]
     class_names: list[str]
     category_ids: list[int] | None = None  # COCO category id of each class, when from COCO
+    boxes_only: bool = False  # every object is a box without a mask (VOC, box-only COCO)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -248,6 +287,8 @@ def _sniff(path: Path) -> str | None:
     text = re.sub(rb"<\?xml[^>]*\?>|<!--.*?-->", b"", head, flags=re.S).lstrip()
     if text.startswith(b"<annotations"):
         return "cvat"
+    if text.startswith(b"<annotation") and text[len(b"<annotation"):][:1] in (b">", b" ", b"\n", b"\r", b"\t"):
+        return "voc"
     if text.lower().startswith(b"<view"):
         return "labelstudio-config"
     return None
@@ -258,6 +299,8 @@ def _resolve(path: Path) -> tuple[str, Path]:
     if path.is_file():
         if path.suffix.lower() == ".zip":
             return _resolve_dir(extract_zip(path), shown_as=path)
+        if path.suffix.lower() == ".txt" and is_voc_split(path):
+            return "voc", path
         kind = _sniff(path)
         if kind == "labelstudio-config":
             raise InputError("this is a Label Studio labelling config, not an export: give the export "
@@ -276,6 +319,8 @@ def _resolve_dir(path: Path, *, shown_as: Path) -> tuple[str, Path]:
         return "labels", path
     if any(BRUSH_PNG.match(p.name) for p in path.iterdir()):
         return "labelstudio-png", path
+    if is_voc_folder(path):
+        return "voc", path
     files = [p for p in sorted(path.glob("*.json")) + sorted(path.glob("*.xml"))
              + sorted((path / "annotations").glob("*.json")) if p.is_file()]
     exports = [(k, p) for p in files if (k := _sniff(p)) in ("coco", "labelstudio", "cvat")]
@@ -325,6 +370,8 @@ def load_instance_dataset(path: str | Path, *, class_name: str = "nucleus",
         from morphoscope.formats.cvat import load_cvat_xml
 
         return load_cvat_xml(target, images=images)
+    if layout == "voc":
+        return load_voc(target, images=images, class_name=class_name)
     return _load_coco_layout(target, images=images, class_name=class_name)
 
 
@@ -335,20 +382,26 @@ def _load_labels_layout(root: Path, class_name: str) -> InstanceDataset:
     names, per_object = [class_name], {}
     sidecar = lab_dir / "classes.json"
     if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
-        names = list(meta["names"])
-        per_object = {k: {int(l): int(c) for l, c in v.items()} for k, v in meta.get("objects", {}).items()}
-    missing = [p.name for p in images if p.stem not in labels]
+        try:
+            meta = json.loads(sidecar.read_text())
+            names = list(meta["names"])
+            per_object = {k: {int(l): int(c) for l, c in v.items()} for k, v in meta.get("objects", {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ValueError: bad JSON too
+            raise InputError('not a classes file {"names": [...], "objects": {image: {label: class}}} '
+                             f"({type(exc).__name__}: {exc})", path=sidecar) from None
+    # labels/NAME.png, or NAME_labels.png, NAME_masks.png, Cellpose's NAME_cp_masks.png
+    paired = {p.stem: label_file_of(p.stem, labels) for p in images}
+    missing = [p.name for p in images if paired[p.stem] is None]
     if missing:
         raise InputError(
             f"{len(missing)} image(s) have no label image in {lab_dir}: {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else ""), path=img_dir)
-    orphans = sorted(set(labels) - {p.stem for p in images})
+    orphans = sorted(set(labels) - {lp.stem for lp in paired.values()})
     if orphans:
         raise InputError(f"label image(s) without an image in {img_dir}: {', '.join(orphans[:5])}", path=lab_dir)
     if not images:
         raise InputError("no images found", path=img_dir)
-    samples = [Sample(name=p.stem, image_path=p, layout="labels", label_path=labels[p.stem],
+    samples = [Sample(name=p.stem, image_path=p, layout="labels", label_path=paired[p.stem],
                       label_classes=per_object.get(p.stem)) for p in images]
     return InstanceDataset(root, "labels", samples, names)
 
@@ -430,7 +483,7 @@ def _load_coco_layout(path: Path, *, images: Path | None = None, class_name: str
             else:  # a box without a mask: the box is the object
                 x, y, bw, bh = a["bbox"]
                 boxes_only += 1
-                fn = partial(box_mask, [x, y, x + bw, y, x + bw, y + bh, x, y + bh])
+                fn = Box(x, y, x + bw, y + bh)  # rasterised as box_mask; keeps the corners
             objects.append(AnnotatedObject(cat_to_class[a["category_id"]], what, fn))
         samples.append(Sample(name=name, image_path=image_path, layout="coco", coco_image=im,
                               coco_anns=by_image.get(im["id"], []), coco_path=path, cat_to_class=cat_to_class,
@@ -445,4 +498,5 @@ def _load_coco_layout(path: Path, *, images: Path | None = None, class_name: str
         raise InputError("the export lists no images (Label Studio's BRUSH_TO_COCO leaves out images "
                          "without brush annotations)" if origin else "the COCO file lists no images", path=where)
     names = [c["name"] for c in cats] or [class_name]
-    return InstanceDataset(path, "coco", samples, names, [c["id"] for c in cats] or None)
+    return InstanceDataset(path, "coco", samples, names, [c["id"] for c in cats] or None,
+                           boxes_only=bool(boxes_only) and boxes_only == len(data["annotations"]))

@@ -64,6 +64,11 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        if exc.filename is None or is_temporary_of(path, exc.filename):
+            exc.filename = str(path)  # name the result, as atomic_write does
+        raise
     except BaseException:
         _discard(tmp)
         raise

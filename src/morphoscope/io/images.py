@@ -17,6 +17,31 @@ from morphoscope.io.atomic import atomic_write
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: endings that mark the label image of image NAME: NAME_labels.tif, NAME_masks.png, Cellpose's
+#: NAME_cp_masks.png, ... (compared without case)
+LABEL_NAME_SUFFIXES = ("_cp_masks", "_labels", "_label", "_masks", "_mask", "_instances", "_instance",
+                       "_seg")
+
+
+def image_names_of_label(stem: str) -> list[str]:
+    """The names the image of a label file named ``stem`` may have, most likely first: ``stem``
+    without a label ending (Cellpose's ``a_cp_masks`` -> ``a``, then ``a_cp``), then ``stem``."""
+    lower = stem.lower()
+    names = [stem[: -len(end)] for end in LABEL_NAME_SUFFIXES if lower.endswith(end) and len(stem) > len(end)]
+    return list(dict.fromkeys([*names, stem]))
+
+
+def label_file_of(image_stem: str, labels: dict[str, Path]) -> Path | None:
+    """The label file of the image ``image_stem`` among ``labels`` ({stem: path}): same stem,
+    else the stem with a label ending (``NAME_labels``, ``NAME_masks``, ``NAME_cp_masks``, ...)."""
+    if image_stem in labels:
+        return labels[image_stem]
+    by_lower = {k.lower(): v for k, v in labels.items()}
+    for end in LABEL_NAME_SUFFIXES:
+        found = by_lower.get((image_stem + end).lower())
+        if found is not None:
+            return found
+    return None
 
 
 def read_image(path: str | Path, *, page: int | None = None) -> np.ndarray:
@@ -140,10 +165,17 @@ def normalize_percentile(
     """Scale intensities so that the ``low``/``high`` percentiles map to 0/1 (float32, not clipped).
 
     Robust to hot pixels and to the 12-bit-in-16-bit storage common in microscopy. Percentiles are
-    taken jointly over all channels so colour balance is kept.
+    taken jointly over all channels so colour balance is kept, and over the finite values only
+    (NaN and infinite pixels of float images stay non-finite).
     """
     x = img.astype(np.float32, copy=False)
     sample = x if x.size <= 4_000_000 else x.reshape(-1)[:: x.size // 4_000_000 + 1]
+    if np.issubdtype(img.dtype, np.floating):
+        finite = np.isfinite(sample)
+        if not finite.all():
+            sample = sample[finite]
+        if sample.size == 0:
+            return x.copy()
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))  # Python floats keep float32
     return (x - np.float32(lo)) / np.float32(max(hi - lo, eps))
 
@@ -171,9 +203,10 @@ def to_model_input(
 
 
 def to_display_rgb(img: np.ndarray) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` view of any image for overlays (percentile stretched)."""
+    """uint8 ``(H, W, 3)`` view of any image for overlays (percentile stretched; NaN pixels
+    black, infinite ones black or white by their sign)."""
     x = normalize_percentile(as_channels_last(img), low=0.5, high=99.8)
-    x = np.clip(x, 0, 1)
+    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0, 1)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     elif x.shape[-1] == 2:

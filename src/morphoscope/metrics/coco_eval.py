@@ -92,6 +92,8 @@ def _summary(ev: COCOeval, coco_gt: COCO) -> dict:
     }
     out["per_class"] = {coco_gt.cats[c]["name"]: _mean(precision[:, :, k, area["all"]])
                         for k, c in enumerate(p.catIds)}
+    out["per_class_ap50"] = {coco_gt.cats[c]["name"]: _mean(precision[t50][:, :, k, area["all"]])
+                             for k, c in enumerate(p.catIds)}
     return out
 
 
@@ -107,7 +109,8 @@ def coco_evaluate(
 
     ``results`` is a COCO results list (``image_id``, ``category_id``, ``segmentation`` as RLE,
     ``score``, optionally ``bbox``); it may be empty. Returns ``{iou_type: {"AP", "AP50", "AP75",
-    "APs", "APm", "APl", "AR", "per_class": {category name: AP}}, "max_detections": N}`` with
+    "APs", "APm", "APl", "AR", "per_class": {category name: AP}, "per_class_ap50": {category
+    name: AP50}}, "max_detections": N}`` with
     floats, or None where there are no GT objects to score (pycocotools' -1). pycocotools' log is
     printed only with ``verbose``.
     """

@@ -279,3 +279,45 @@ def matching_stats(
                 (class_names[c - 1] if class_names else str(c)): _stats(*acc)
                 for c, acc in sorted(per_class[k].items())}
     return out
+
+
+def match_class_planes(
+    gt_planes: np.ndarray,
+    pred_planes: np.ndarray,
+    *,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> Matching:
+    """Class-aware matching of objects that may overlap across classes, given as one label plane
+    per class: ``gt_planes`` and ``pred_planes`` are ``(K, H, W)`` (or ``(K, ...)``), plane
+    ``k - 1`` holding the objects of class ``k`` (an organelle inside its cell: each whole in its
+    own class's plane). Each class is matched on its own planes as :func:`match` does; the result
+    is one :class:`Matching` with every pair's class, so :func:`matching_stats` reports it pooled
+    and per class. Without overlaps it equals class-aware :func:`match` on one label image."""
+    gt_planes, pred_planes = np.asarray(gt_planes), np.asarray(pred_planes)
+    if gt_planes.shape != pred_planes.shape:
+        raise ValueError(f"class planes differ in shape: GT {gt_planes.shape}, prediction {pred_planes.shape}")
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise ValueError(f"IoU thresholds must lie in (0, 1], got {list(thresholds)}")
+    parts = []
+    for k in range(len(gt_planes)):
+        g, p = _check_labels(gt_planes[k], pred_planes[k])
+        parts.append((k + 1, *_overlaps(g, p)))
+    gt_counts = {c: len(gi) for c, gi, *_ in parts if len(gi)}
+    pred_counts = {c: len(pi) for c, _, pi, *_ in parts if len(pi)}
+    n_gt, n_pred = sum(gt_counts.values()), sum(pred_counts.values())
+    by_threshold = {}
+    for t in thresholds:
+        gids, pids, ious, cls = [], [], [], []
+        for c, gi, pi, rows, cols, v in parts:
+            r, q, s = _assign(rows, cols, v, t)
+            gids.append(gi[r])
+            pids.append(pi[q])
+            ious.append(s)
+            cls.append(np.full(len(r), c, np.int64))
+        gids, pids = np.concatenate(gids).astype(np.int64), np.concatenate(pids).astype(np.int64)
+        tp = len(gids)
+        by_threshold[threshold_key(t)] = ThresholdMatch(
+            threshold=float(t), gt_ids=gids, pred_ids=pids, ious=np.concatenate(ious).astype(np.float64),
+            classes=np.concatenate(cls), tp=tp, fp=n_pred - tp, fn=n_gt - tp)
+    return Matching(n_gt=n_gt, n_pred=n_pred, by_threshold=by_threshold,
+                    gt_class_counts=gt_counts, pred_class_counts=pred_counts)

@@ -133,6 +133,42 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 
 BY_NAME: dict[str, Measurement] = {m.name: m for m in MEASUREMENTS}
 
+# 3D objects of label stacks (Z, Y, X) with voxels of dz x dy x dx (µm; dy = dx = the pixel size,
+# dz = the Z spacing): V = number of object voxels x dz·dy·dx, A = the surface area below.
+# Measured by morphoscope.morphology.volume (docs/volumes.md shows this table).
+MEASUREMENTS_3D: tuple[Measurement, ...] = (
+    Measurement(
+        "volume", "volume",
+        "V = number of object voxels × voxel volume dz·dy·dx (voxels of holes are not counted)",
+        "≥ 1 voxel", "area (3D, with spacing=(dz, dy, dx): the same number)"),
+    Measurement(
+        "surface_area", "area",
+        "A = area of the triangle mesh that marching cubes (skimage.measure.marching_cubes, Lewiner, "
+        "level 0.5, spacing (dz, dy, dx)) puts around the object's voxel mask padded by one voxel "
+        "(skimage.measure.mesh_surface_area)",
+        "> 0", "none (regionprops has no surface area)",
+        "Marching cubes on a binary mask overestimates a smooth surface: a voxelised ball's A is "
+        "about 8-9% above 4πr² with cubic voxels and 11-13% with voxels 2.2× longer in Z."),
+    Measurement(
+        "sphericity", "ratio",
+        "Ψ = π^(1/3) (6V)^(2/3) / A: the surface of the ball with the object's volume over the "
+        "object's surface (Wadell)",
+        "(0, 1] for smooth shapes; a voxelised ball gives about 0.91-0.92 with cubic voxels and "
+        "0.88-0.89 with voxels 2.2× longer in Z (the bias of A)",
+        "none (from volume and surface_area)",
+        "Compare sphericities of objects imaged with the same voxel size only."),
+    Measurement(
+        "equivalent_diameter", "length",
+        "(6V/π)^(1/3): diameter of the ball with the same volume",
+        "> 0", "equivalent_diameter_area (3D, with spacing)"),
+)
+
+BY_NAME_3D: dict[str, Measurement] = {m.name: m for m in MEASUREMENTS_3D}
+
+# Position columns of 3D objects (voxel coordinates: plane, row, column).
+POSITION_COLUMNS_3D = ("centroid_z", "centroid_row", "centroid_col", "bbox_z_min", "bbox_row_min",
+                       "bbox_col_min", "bbox_z_max", "bbox_row_max", "bbox_col_max")
+
 #: The seven core shape descriptors (benchmarked in bench/bench_morphology.py).
 CORE = ("area", "perimeter", "circularity", "eccentricity", "aspect_ratio", "solidity",
         "anisotropy")
@@ -147,6 +183,8 @@ POSITION_COLUMNS = ("centroid_row", "centroid_col", "bbox_row_min", "bbox_col_mi
 
 def unit_suffix(kind: str, physical: bool) -> str:
     """Column-name suffix of a measurement kind: ``_px2``/``_um2``, ``_px``/``_um``, ``_deg``."""
+    if kind == "volume":
+        return "_um3" if physical else "_px3"
     if kind == "area":
         return "_um2" if physical else "_px2"
     if kind == "length":
@@ -156,9 +194,10 @@ def unit_suffix(kind: str, physical: bool) -> str:
     return ""
 
 
-def column_name(name: str, *, physical: bool = False, channel: int | None = None) -> str:
-    """Table column of measurement ``name``: the unit is part of the name (``area_um2``)."""
-    m = BY_NAME[name]
+def column_name(name: str, *, physical: bool = False, channel: int | None = None, volume: bool = False) -> str:
+    """Table column of measurement ``name``: the unit is part of the name (``area_um2``);
+    ``volume`` names the 3D measurements (``volume_um3``)."""
+    m = (BY_NAME_3D if volume else BY_NAME)[name]
     col = name + unit_suffix(m.kind, physical)
     if channel is not None:
         col += f"_ch{channel}"
@@ -198,3 +237,15 @@ def definitions_text() -> str:
             block += f"\n    {m.notes}"
         out.append(block)
     return "\n".join(out)
+
+
+def definitions_markdown_3d() -> str:
+    """The 3D measurements as a Markdown table (for docs/volumes.md)."""
+    lines = ["| measurement | column | definition | range | regionprops (3D) |",
+             "|---|---|---|---|---|"]
+    for m in MEASUREMENTS_3D:
+        names = (f"`{column_name(m.name, physical=p, volume=True)}`" for p in (False, True))
+        cols = ", ".join(dict.fromkeys(names))
+        text = m.formula + (f". {m.notes}" if m.notes else "")
+        lines.append(f"| {m.name} | {cols} | {text} | {m.range} | {m.regionprops} |")
+    return "\n".join(lines)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from morphoscope.errors import InputError
+from morphoscope.errors import InputError, SkippedInputs
 from morphoscope.morphology import shape as _shape
 from morphoscope.morphology.definitions import (
     BY_NAME,
@@ -34,7 +33,6 @@ from morphoscope.morphology.definitions import (
 
 DEFAULT_CLASS = "object"
 PREDICTIONS_JSON = "predictions.json"
-LABEL_SUFFIX_RE = re.compile(r"(_labels?|_masks?|_instances?|_seg)$", re.IGNORECASE)
 
 # what each measurement needs computed
 _NEEDS = {
@@ -512,11 +510,19 @@ def read_pixel_size(path: str | Path) -> float | None:
 
 
 def image_name_of(path: str | Path) -> str:
-    """Name of the image a label file belongs to: its stem without ``_labels``/``_mask``."""
-    return LABEL_SUFFIX_RE.sub("", Path(path).stem)
+    """Name of the image a label file belongs to: its stem without ``_labels``, ``_masks``,
+    Cellpose's ``_cp_masks``, ... (:func:`morphoscope.io.images.image_names_of_label`)."""
+    from morphoscope.io.images import image_names_of_label
+
+    return image_names_of_label(Path(path).stem)[0]
 
 
 def _pair_images(label_paths: list[Path], image_paths: list[Path] | None) -> list[Path | None]:
+    """The intensity image of each label image, by name: ``a_labels.tif``, ``a_masks.png`` and
+    Cellpose's ``a_cp_masks.png`` pair with ``a.tif`` (else with ``a_cp.tif``), ``a.png`` with
+    ``a.tif``."""
+    from morphoscope.io.images import image_names_of_label
+
     if not image_paths:
         return [None] * len(label_paths)
     if len(label_paths) == 1 and len(image_paths) == 1:
@@ -526,7 +532,7 @@ def _pair_images(label_paths: list[Path], image_paths: list[Path] | None) -> lis
         by_name.setdefault(p.stem, p)
     paired, missing = [], []
     for lp in label_paths:
-        ip = by_name.get(image_name_of(lp)) or by_name.get(lp.stem)
+        ip = next((by_name[n] for n in image_names_of_label(lp.stem) if n in by_name), None)
         if ip is None:
             missing.append(lp.name)
         paired.append(ip)
@@ -534,7 +540,8 @@ def _pair_images(label_paths: list[Path], image_paths: list[Path] | None) -> lis
         raise InputError(
             f"{len(missing)} label image(s) have no intensity image of the same name: "
             f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
-            + " (images are paired with label images by file name, '_labels' removed)",
+            + " (images are paired with label images by file name, without '_labels', "
+            "'_masks' or '_cp_masks')",
             path=label_paths[0].parent)
     return paired
 
@@ -555,22 +562,74 @@ def _measure_one(job: dict) -> pd.DataFrame:
             raise InputError(
                 f"label image {lp.name} is {labels.shape[0]}x{labels.shape[1]} but its image "
                 f"{ip.name} is {image.shape[0]}x{image.shape[1]}", path=lp)
+    planes = [labels]
+    if job.get("by_class_path"):  # overlapping classes: each class's objects on their own plane
+        planes = read_class_planes(Path(job["by_class_path"]), labels.shape)
+        lp = Path(job["by_class_path"])
     try:
-        return measure_labels(
-            labels, image=image, pixel_size=job.get("pixel_size"), scores=job.get("scores"),
+        tables = [measure_labels(
+            plane, image=image, pixel_size=job.get("pixel_size"), scores=job.get("scores"),
             classes=job.get("classes"), class_names=job.get("class_names"),
             image_name=job["image_name"], group=job.get("group"),
             exclude_border=job.get("exclude_border", False), properties=job.get("properties"),
-            method=job.get("method", "fast"))
+            method=job.get("method", "fast")) for plane in planes]
+        if len(tables) == 1:
+            return tables[0]
+        table = concat_tables(tables, columns=list(tables[0].columns))
+        images = table.attrs.get("images", {})
+        table = table.sort_values("label", kind="stable").reset_index(drop=True)
+        table.attrs["images"] = images
+        return table
     except InputError as exc:
-        if exc.path is None:
-            raise InputError(exc.message, path=lp) from None
-        raise
+        message = exc.message
+        if job.get("scores") is not None and ("no score for" in message or "no class for" in message):
+            message += f": the label image holds objects that {PREDICTIONS_JSON} does not describe"
+        raise InputError(message, path=exc.path or lp) from None
 
 
-def _run_jobs(jobs: list[dict], n_jobs: int) -> list[pd.DataFrame]:
+def read_class_planes(path: Path, shape) -> np.ndarray:
+    """``NAME_labels_by_class.tif`` of a prediction folder: ``(K, H, W)``, plane ``k - 1``
+    holding the objects of class ``k`` whole (objects of different classes may overlap), under
+    the numbers of ``NAME_labels.tif`` and ``predictions.json``."""
+    import tifffile
+
+    try:
+        planes = tifffile.imread(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is an input problem
+        raise InputError(f"cannot read per-class label planes ({type(exc).__name__}: {exc})",
+                         path=path) from None
+    if planes.ndim != 3 or planes.shape[1:] != tuple(shape):
+        raise InputError(f"expected per-class label planes (K, {shape[0]}, {shape[1]}), got shape "
+                         f"{planes.shape}", path=path)
+    return planes
+
+
+def _measure_or_skip(job: dict) -> pd.DataFrame | tuple[str, str]:
+    """Worker of a batch that goes on past bad images: the table, or (file, problem)."""
+    try:
+        return _measure_one(job)
+    except InputError as exc:
+        return (Path(exc.path or job["label_path"]).name, exc.message)
+
+
+def _batch_table(outcomes: list) -> pd.DataFrame:
+    """One table of a batch's outcomes (tables, or (file, problem) of skipped images); raises
+    :class:`SkippedInputs` with the table of the others when images were skipped."""
+    tables = [o for o in outcomes if isinstance(o, pd.DataFrame)]
+    failed = [o for o in outcomes if not isinstance(o, pd.DataFrame)]
+    if failed:
+        raise SkippedInputs(failed, done=len(tables), action="measured",
+                            outcome=f"the other {len(tables)} were measured" if tables else "nothing was measured",
+                            result=concat_tables(tables) if tables else None)
+    return concat_tables(tables)
+
+
+def _run_jobs(jobs: list[dict], n_jobs: int, *, strict: bool = True) -> list:
+    """Measure ``jobs``: their tables in order; without ``strict``, (file, problem) in place of
+    the table of an image that cannot be measured (with ``strict`` its error is raised)."""
+    worker = _measure_one if strict else _measure_or_skip
     if n_jobs == 1 or len(jobs) < 2:
-        return [_measure_one(j) for j in jobs]
+        return [worker(j) for j in jobs]
     import multiprocessing as mp
     import sys
     import threading
@@ -583,7 +642,7 @@ def _run_jobs(jobs: list[dict], n_jobs: int) -> list[pd.DataFrame]:
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context(method)) as ex:
-        return list(ex.map(_measure_one, jobs, chunksize=max(1, len(jobs) // (4 * n_jobs))))
+        return list(ex.map(worker, jobs, chunksize=max(1, len(jobs) // (4 * n_jobs))))
 
 
 def _n_jobs(n_jobs: int | None) -> int:
@@ -694,6 +753,7 @@ def measure_files(
     properties: Iterable[str] | None = None,
     n_jobs: int | None = 1,
     method: str = "fast",
+    strict: bool = True,
 ) -> pd.DataFrame:
     """Measure the objects of label-image files (files, folders or glob patterns).
 
@@ -705,6 +765,10 @@ def measure_files(
     is ``{image name: group}``, a CSV file with columns ``image,group``, or ``"folder"`` (the
     name of each label file's folder). ``n_jobs`` processes measure images in parallel
     (-1: all cores). Returns one table for all images (see :func:`measure_labels`).
+
+    ``strict=False`` measures a batch that has bad images: each image that cannot be read or
+    measured is skipped, the others are measured, and :class:`~morphoscope.errors.SkippedInputs`
+    is raised at the end naming the skipped files, with the others' table as its ``result``.
     """
     from morphoscope.io.images import find_images
 
@@ -741,8 +805,8 @@ def measure_files(
                      "image_name": name, "group": _group_of(name, lp, groups),
                      "exclude_border": exclude_border, "properties": properties,
                      "method": method})
-    tables = _run_jobs(jobs, _n_jobs(n_jobs))
-    return concat_tables(tables)
+    tables = _run_jobs(jobs, _n_jobs(n_jobs), strict=strict)
+    return _batch_table(tables)
 
 
 class _DefaultClasses(dict):
@@ -814,14 +878,19 @@ def measure_prediction_dir(
     properties: Iterable[str] | None = None,
     n_jobs: int | None = 1,
     method: str = "fast",
+    strict: bool = True,
 ) -> pd.DataFrame:
     """Measure the objects of a ``morphoscope predict`` output folder.
 
     Objects are read from ``NAME_labels.tif``; their class (category name) and score come from
-    ``predictions.json`` (``label`` = value in the label image). ``images`` (the source images:
+    ``predictions.json`` (``label`` = value in the label image). Where the folder holds
+    ``NAME_labels_by_class.tif`` (multi-class models), each class's objects are measured on
+    their own plane, so objects of different classes may overlap and each is measured whole (an
+    organelle's area is not cut by the cell around it, nor the cell's by its organelles). ``images`` (the source images:
     files, folders or patterns, paired by name) add the intensity columns. The pixel size is
     ``pixel_size`` (µm), else the TIFF metadata of the source image or of the label image.
     Returns one table for all images (see :func:`measure_labels`), with a ``score`` column.
+    ``strict=False`` skips bad images and reports them at the end, as :func:`measure_files`.
     """
     from morphoscope.io.images import find_images
 
@@ -850,24 +919,19 @@ def measure_prediction_dir(
         if unknown:
             raise InputError(f"category id(s) {unknown} used by annotations of '{stem}' are not "
                              "declared in 'categories'", path=json_path)
+        by_class = pred_dir / f"{stem}_labels_by_class.tif"
         jobs.append({"label_path": str(lp), "image_path": None if ip is None else str(ip),
+                     "by_class_path": str(by_class) if by_class.is_file() else None,
                      "pixel_size": s, "scores": entry["scores"], "classes": entry["classes"],
                      "class_names": class_names, "image_name": stem,
                      "group": _group_of(stem, lp, groups),
                      "exclude_border": exclude_border, "properties": properties,
                      "method": method})
-    try:
-        tables = _run_jobs(jobs, _n_jobs(n_jobs))
-    except InputError as exc:
-        if "no score for" in exc.message or "no class for" in exc.message:
-            raise InputError(f"{exc.message}: the label image holds objects that "
-                             f"{PREDICTIONS_JSON} does not describe", path=exc.path) from None
-        raise
-    if not tables:
+    if not jobs:
         props = resolve_properties(properties, with_image=False)
         return empty_table(table_columns(properties=props, physical=pixel_size is not None,
                                          scores=True, group=groups is not None))
-    return concat_tables(tables)
+    return _batch_table(_run_jobs(jobs, _n_jobs(n_jobs), strict=strict))
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,6 +947,10 @@ def check_table_path(path: str | Path) -> Path:
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"table must end in .csv or .parquet, got '{path.suffix or path.name}'",
                          path=path)
+    if path.suffix.lower() == ".parquet":
+        from morphoscope.extras import require
+
+        require("parquet", "a .parquet table")  # checked before any work is done
     return path
 
 

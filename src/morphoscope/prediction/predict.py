@@ -15,6 +15,7 @@ engine (:class:`morphoscope.engine.predictor.Predictor`) and the one writer
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -25,20 +26,19 @@ import numpy as np
 from morphoscope.engine import distributed as dist
 from morphoscope.engine.predictor import PlaneInput, Predictor
 from morphoscope.engine.writer import InputFile, OutputFolder
-from morphoscope.errors import ConfigError, InputError, MorphoscopeError
+from morphoscope.errors import ConfigError, InputError, MorphoscopeError, SkippedInputs
 from morphoscope.io.images import find_images
 
 COMMON_OPTIONS = ("block_size", "block_margin", "batch_size")
 
 
-class PredictionErrors(InputError):
+class PredictionErrors(SkippedInputs):
     """Some inputs could not be predicted; the others were written. ``failed``: (file, message)."""
 
     def __init__(self, failed: list[tuple[str, str]], *, done: int, out: Path):
-        self.failed, self.done, self.out = failed, done, out
-        lines = "; ".join(f"{f}: {m}" for f, m in failed[:5]) + (" ..." if len(failed) > 5 else "")
-        super().__init__(f"{len(failed)} of {len(failed) + done} input(s) could not be predicted "
-                         f"({lines}); the other {done} were written to {out}")
+        self.out = out
+        outcome = f"the other {done} were written to {out}" if done else f"nothing was written to {out}"
+        super().__init__(failed, done=done, action="predicted", outcome=outcome)
 
 
 def open_input(item: InputFile, *, bundle, inference, axes: str | None = None
@@ -89,8 +89,12 @@ def predict(inputs, out: str | Path, *, model=None, device: str = "auto", **kwar
     folder ``out``; returns ``out``.
 
     Keyword arguments are those of :func:`predict_groups`: ``overwrite``, ``resume``, ``strict``,
-    ``measure``, ``pixel_size`` (µm, overrides the files' metadata), ``axes`` (of stacks whose
-    metadata does not give them), ``scale`` and the model's prediction options
+    ``measure``, ``pixel_size`` (µm, overrides the files' metadata; also sets the scale of a model
+    that records its training pixel size), ``diameter`` (the objects' median diameter in the
+    inputs, pixels: each image is rescaled to the model's object size; ``"auto"``, the default for
+    a model that records its object size, estimates it per image; ``"off"`` keeps the input's
+    scale), ``axes`` (of stacks whose metadata does not give them), ``scale`` and the model's
+    prediction options
     (``score_threshold``, ``threshold``, ``block_size``, ...; see ``morphoscope predict --help``).
     """
     paths = find_images(inputs)
@@ -114,19 +118,23 @@ def resolve_bundle(model, *, device: str = "auto"):
 
 def predict_groups(bundle, groups, out: str | Path, *, overwrite: bool = False, resume: bool = False,
                    strict: bool = False, measure: bool = False, pixel_size: float | None = None,
-                   axes: str | None = None, scale: float = 1.0, progress: bool = True, on_result=None,
-                   exports=(), **options) -> Path:
+                   axes: str | None = None, scale: float = 1.0, diameter: float | str | None = None,
+                   progress: bool = True, on_result=None, exports=(), z_spacing: float | None = None,
+                   **options) -> Path:
     """Predict the inputs ``groups`` (``(name, files)``: one image, stack or group of channel
     files each) with the loaded ``bundle`` into ``out``. ``on_result(item, results, readers)`` is
     called for every finished input (e.g. to score raw detections at many thresholds);
-    ``exports`` names extra formats to write (:mod:`morphoscope.formats.exports`)."""
+    ``exports`` names extra formats to write (:mod:`morphoscope.formats.exports`). ``diameter``
+    and ``pixel_size`` set the scale as in :func:`predict`."""
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
     if pixel_size is not None and not (np.isfinite(pixel_size) and 0 < pixel_size < 1e6):
         raise InputError(f"pixel size must be a positive number of µm, got {pixel_size}")
+    if z_spacing is not None and not (np.isfinite(z_spacing) and 0 < z_spacing < 1e6):
+        raise InputError(f"Z spacing must be a positive number of µm, got {z_spacing}")
     rank, world, _ = dist.init()
-    predictor = Predictor(bundle, scale=scale, progress=progress and dist.is_main(),
-                          **task_options(bundle, options))
+    predictor = Predictor(bundle, scale=scale, diameter=diameter, pixel_size=pixel_size,
+                          progress=progress and dist.is_main(), **task_options(bundle, options))
     kind = bundle.task.result_kind
     out = Path(out)
     folder = OutputFolder(out, class_names=bundle.class_names, info=_info(bundle, predictor), overwrite=overwrite,
@@ -139,7 +147,7 @@ def predict_groups(bundle, groups, out: str | Path, *, overwrite: bool = False, 
     if not dist.is_main():
         todo = [it for it in items if not (resume and folder.done(it.name))]
     mine = todo[rank::world]
-    failed = _predict_files(predictor, folder, mine, bundle=bundle, axes=axes, strict=strict,
+    failed = _predict_files(predictor, folder, mine, bundle=bundle, axes=axes, strict=strict, z_spacing=z_spacing,
                             progress=progress and dist.is_main(), on_result=on_result)
     failed = dist.gather_lists(failed)
     dist.barrier()
@@ -169,6 +177,16 @@ def _info(bundle, predictor) -> dict:
             "model_metrics": bundle.metrics, "versions": versions()}
 
 
+def _merge_stack(predictor: Predictor, folder: OutputFolder, item: InputFile, results):
+    """An input's plane results after the task's :meth:`~morphoscope.engine.task.Inference.merge_stack`
+    on each time point (3D objects through Z, or the planes unchanged)."""
+    from morphoscope.engine.volume import merge_stacks
+
+    size = folder.pixel_size or item.pixel_size  # --pixel-size over the file's
+    ratio = item.z_spacing / size if item.z_spacing and size else None
+    return merge_stacks(predictor.inference, results, item.plane_axes, ratio)
+
+
 def _write_and_close(folder: OutputFolder, item: InputFile, results, readers) -> None:
     try:
         folder.write(item, results, readers)
@@ -179,7 +197,7 @@ def _write_and_close(folder: OutputFolder, item: InputFile, results, readers) ->
 
 
 def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[InputFile], *, bundle, axes,
-                   strict, progress, on_result=None) -> list[tuple[str, str]]:
+                   strict, progress, on_result=None, z_spacing=None) -> list[tuple[str, str]]:
     """Predict and write ``items``; returns the failures (file name, message)."""
     failed: list[tuple[str, str]] = []
     failed_names: set[str] = set()
@@ -190,6 +208,8 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
         for it in items:
             try:
                 item, plist = open_input(it, bundle=bundle, inference=predictor.inference, axes=axes)
+                if z_spacing is not None and "Z" in item.plane_axes:
+                    item.z_spacing = float(z_spacing)  # the user's value over the file's
             except MorphoscopeError as exc:
                 with lock:
                     opened[it.name] = (it, [])
@@ -210,7 +230,9 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
         bar = tqdm(total=len(items), desc="predict", unit="image", dynamic_ncols=True)
     pending: dict[str, list] = {}
     futures = []
-    with ThreadPoolExecutor(max_workers=1) as pool:  # writing overlaps the next image's compute
+    # writing overlaps the next image's compute; the bar ends its line even when an error stops
+    # the run, so the error is printed on a line of its own
+    with ThreadPoolExecutor(max_workers=1) as pool, contextlib.nullcontext() if bar is None else bar:
         for pl, res in predictor.run(planes()):
             if pl.key and pl.key[0] == "error":
                 res = pl.key[2]
@@ -232,6 +254,7 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
                 item, _ = opened[name]
                 done = pending.pop(name)
                 results = [r for r, _ in done]
+                results = _merge_stack(predictor, folder, item, results)  # the task's 3D hook, per T
                 readers = [p for _, p in done]  # pixels are read by the writer, lazily for huge planes
                 if on_result is not None:
                     on_result(item, results, readers)

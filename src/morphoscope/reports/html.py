@@ -12,6 +12,7 @@ import datetime as _dt
 import html
 import io
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -263,10 +264,12 @@ def _distribution_section(table: pd.DataFrame, measurements: Sequence[str]) -> s
 
 
 def _scatter_section(table: pd.DataFrame) -> str:
-    from morphoscope.reports.plots import scatter_matrix_figure
+    from morphoscope.reports.plots import SCATTER_DEFAULT, base_name, scatter_matrix_figure
 
     parts = ['<section id="scatter"><h2>Shape descriptors against each other</h2>']
-    if len(table):
+    if len(table) and not any(base_name(c) in SCATTER_DEFAULT for c in table.columns):
+        parts.append('<p class="note">The measurement table holds no shape descriptors.</p>')
+    elif len(table):
         parts.append(_figure_html(scatter_matrix_figure(table), "scatter matrix",
                                   "Each point is one object (at most 5,000 per class, chosen "
                                   "at random); "
@@ -311,13 +314,19 @@ def _gallery_section(pred_dir: Path, table: pd.DataFrame, names: Sequence[str], 
             else pd.Series(dtype=float)
         parts.append('<div class="gallery">')
         for nm, p in chosen:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                if im.width > GALLERY_WIDTH:
-                    h = max(1, round(im.height * GALLERY_WIDTH / im.width))
-                    im = im.resize((GALLERY_WIDTH, h), Image.Resampling.LANCZOS)
-                buf = io.BytesIO()
-                im.save(buf, format="JPEG", quality=88)
+            try:
+                with Image.open(p) as im:
+                    im = im.convert("RGB")
+                    if im.width > GALLERY_WIDTH:
+                        h = max(1, round(im.height * GALLERY_WIDTH / im.width))
+                        im = im.resize((GALLERY_WIDTH, h), Image.Resampling.LANCZOS)
+                    buf = io.BytesIO()
+                    im.save(buf, format="JPEG", quality=88)
+            except (OSError, ValueError) as exc:  # a damaged overlay: the report goes on without it
+                warnings.warn(f"{p}: overlay cannot be read ({type(exc).__name__}: {exc}); left out "
+                              "of the gallery", stacklevel=2)
+                parts.append(f"<figure><figcaption>{_e(nm)}: overlay cannot be read</figcaption></figure>")
+                continue
             cap = f"{_e(nm)}: {int(counts.get(nm, 0))} objects"
             if nm in scores and np.isfinite(scores[nm]):
                 cap += f", mean score {scores[nm]:.2f}"
@@ -466,7 +475,12 @@ def report_html(
                                        groups=groups)
     else:
         if not isinstance(table, pd.DataFrame):
-            table = read_table(table)
+            table_path = Path(table)
+            table = read_table(table_path)
+            missing = [c for c in ("image", "label", "class") if c not in table]
+            if missing:
+                raise InputError("not a measurement table of 'morphoscope measure': no column(s) "
+                                 f"{', '.join(missing)}", path=table_path)
         if groups is not None and "group" not in table:
             mapping = groups if isinstance(groups, Mapping) else read_groups(groups)
             table = table.assign(group=table["image"].astype(str).map(mapping))

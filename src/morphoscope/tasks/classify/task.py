@@ -54,7 +54,7 @@ class ClassifyInference(Inference):
         self.intensity = norm.get("intensity", cfg.data.intensity)
         self.mean, self.std = norm["mean"], norm["std"]
         self.channels = cfg.data.channels
-        self.batch_size = int(batch_size or 8)
+        self.batch_size = int(8 if batch_size is None else batch_size)
 
     def statistics(self, sample):
         return {}  # intensities are scaled per image (dtype range or percentiles) in prepare
@@ -220,6 +220,11 @@ class ClassifyTask(Task):
 
     def inference(self, bundle, **options):
         return ClassifyInference(bundle, **options)
+
+    def export_module(self, bundle):
+        from morphoscope.tasks.classify.export import export_spec
+
+        return export_spec(bundle)
 
     def input_groups(self, bundle, paths):
         from morphoscope.tasks.classify.data import group_prediction_files

@@ -71,9 +71,7 @@ class InstanceInference(Inference):
         self.mask_threshold = cfg.model.mask_threshold if mask_threshold is None else float(mask_threshold)
         if not 0.0 < self.mask_threshold < 1.0:
             raise InputError(f"mask threshold must be between 0 and 1, got {self.mask_threshold}")
-        self.block_size = int(block_size or inf.block_size)
-        self.block_margin = int(inf.block_margin if block_margin is None else block_margin)
-        self.batch_size = int(batch_size or inf.batch_size)
+        self.use_windows(inf, block_size=block_size, block_margin=block_margin, batch_size=batch_size)
         self.min_side = 16
 
     def prepare(self, window, stats):
@@ -123,6 +121,11 @@ class InstanceTask(Task):
     def inference(self, bundle, **options):
         return InstanceInference(bundle, **options)
 
+    def export_module(self, bundle):
+        from morphoscope.tasks.instance.export import export_spec
+
+        return export_spec(bundle)
+
     def predict_options(self):
         return {"score_threshold": "keep objects scoring at least this (0..1; default 0.5)",
                 "mask_threshold": "mask-head probability that makes a pixel part of an object (default from the model)"}
@@ -169,18 +172,29 @@ class InstanceTask(Task):
 
 def validate_instances(bundle, dataset, *, max_images: int | None = None, score_threshold: float = 0.5) -> dict:
     """Matching on annotated images through the prediction engine: F1/precision/recall at IoU
-    0.5 and the mean of TP/(TP+FP+FN) over IoU 0.5..0.95."""
+    0.5 and the mean of TP/(TP+FP+FN) over IoU 0.5..0.95. With several classes the matching is
+    class-aware on one label plane per class (objects of different classes may overlap, as in
+    ``NAME_labels_by_class.tif``)."""
     from morphoscope.engine.predictor import PlaneInput, Predictor
-    from morphoscope.metrics.matching import matching_stats
+    from morphoscope.engine.writer import label_arrays, labels_by_class
+    from morphoscope.metrics.matching import match_class_planes, matching_stats
 
     samples = dataset.samples[:max_images] if max_images else dataset.samples
     predictor = Predictor(bundle, score_threshold=score_threshold)
     images = [s.load_image() for s in samples]
+    n_classes = len(dataset.class_names)
     pairs = []
     for s, img, (_, res) in zip(samples, images,
                                 predictor.run(PlaneInput(s.name, img) for s, img in zip(samples, images))):
         if isinstance(res, BaseException):
             raise res
+        if n_classes > 1:
+            gt_planes, _ = s.load_class_planes(n_classes, img.shape)
+            objs = res.objects_at()
+            kept = objs.select(label_arrays(objs, by_class=True)[3])
+            pred_planes = labels_by_class(kept, n_classes)
+            pairs.append(match_class_planes(gt_planes, pred_planes))
+            continue
         gt, _ = s.load_label_image(img.shape)
         pred, _ = res.objects_at().to_labels()
         pairs.append((gt, pred))
