@@ -17,7 +17,8 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import misc as misc_ops
 
 from morphoscope.tasks.instance.config import MaskRCNNModelConfig
@@ -41,20 +42,23 @@ class FixedScaleTransform(GeneralizedRCNNTransform):
         # per detection (O(sum of box areas) instead of O(N * H * W)).
         self.paste_masks = True
 
-    def postprocess(self, result, image_shapes, original_image_sizes):
-        if self.training or self.paste_masks:
-            return super().postprocess(result, image_shapes, original_image_sizes)
-        from torchvision.models.detection.transform import resize_boxes
-
-        for pred, im_s, o_im_s in zip(result, image_shapes, original_image_sizes):
-            pred["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
+    def postprocess(self, result: list[dict[str, torch.Tensor]], image_shapes: list[tuple[int, int]],
+                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        # torchvision's postprocess without keypoints, plus the paste_masks switch; written out
+        # (no super(), no local import) so that torch.jit.script compiles it
+        if self.training:
+            return result
+        for i, (pred, im_s, o_im_s) in enumerate(zip(result, image_shapes, original_image_sizes)):
+            boxes = resize_boxes(pred["boxes"], im_s, o_im_s)
+            result[i]["boxes"] = boxes
+            if "masks" in pred and self.paste_masks:
+                result[i]["masks"] = paste_masks_in_image(pred["masks"], boxes, o_im_s)
         return result
 
     def resize(self, image: torch.Tensor, target: Optional[dict[str, torch.Tensor]] = None
                ) -> tuple[torch.Tensor, Optional[dict[str, torch.Tensor]]]:
         if self.scale == 1.0:
             return image, target
-        h, w = image.shape[-2:]
         image = nn.functional.interpolate(image[None], scale_factor=self.scale, mode="bilinear",
                                           recompute_scale_factor=True, align_corners=False)[0]
         if target is None:
