@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")] = "auto",
         measure: Annotated[bool, typer.Option("--measure", help="also write measurements.csv (one row per object)")] = False,
         pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="pixel size in µm (default: from the file's metadata); also rescales images for a model that records its training pixel size")] = None,
+        z_spacing: Annotated[Optional[float], typer.Option("--z-spacing", help="distance between the Z planes of stacks in µm (default: from the file's metadata); with --pixel-size it gives 3D objects their voxel shape and measurements their µm³")] = None,
+        volume: Annotated[Optional[bool], typer.Option("--volume/--planes", help="stacks with Z: one 3D object per nucleus through Z (semantic models: a 3D seeded watershed on the stacked maps), or 2D objects per plane (default from the model)")] = None,
         diameter: Annotated[Optional[str], typer.Option("--diameter", help="median object diameter in the images, in pixels: images are rescaled to the model's object size and the labels come back on the input grid; 'auto' (default for models that record their object size, e.g. nuclei) estimates it per image, 'off' keeps the input's scale")] = None,
         block_size: Annotated[Optional[int], typer.Option("--block-size", help="largest window the network sees at once, in pixels (default from the model)")] = None,
         block_margin: Annotated[Optional[int], typer.Option("--block-margin", help="context around each block in pixels; keep above the object size")] = None,
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
             try:
                 out_dir = predict(inputs, out, model=model, device=device, overwrite=overwrite, resume=resume,
                                   strict=strict, measure=measure, pixel_size=pixel_size, diameter=diameter, axes=axes,
+                                  z_spacing=z_spacing, volume=volume,
                                   score_threshold=score_threshold, threshold=threshold,
                                   mask_threshold=mask_threshold, block_size=block_size,
                                   block_margin=block_margin, batch_size=batch_size, exports=exports)

@@ -16,8 +16,9 @@ result whichever way it comes in.
   (:attr:`Inference.diameter`) is given the objects' diameter in the input (``diameter``, or per
   plane :attr:`PlaneInput.diameter`), or a pixel size when the model records its own, or else
   estimates it: a first pass at the input's scale, :meth:`Inference.object_diameter` of its
-  objects, and a second pass at the model's scale when the estimate is more than
-  :data:`AUTO_TOLERANCE` away (otherwise the first pass is the result).
+  objects, and another pass at the model's scale when the estimate is more than
+  :data:`AUTO_TOLERANCE` away (otherwise the first pass is the result); each pass refines the
+  estimate, up to :data:`AUTO_PASSES` passes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ SAMPLE_PIXELS = 4_000_000
 #: the automatic scale keeps the first pass when the estimated diameter is within this fraction of
 #: the model's (the models are trained with a scale jitter wider than this)
 AUTO_TOLERANCE = 0.15
+#: passes of the automatic scale at most (the first at the input's scale)
+AUTO_PASSES = 3
 #: automatic and diameter-given scales are kept within these factors, and a rescaled plane within
 #: MAX_SCALED_PIXELS
 SCALE_LIMITS = (0.125, 8.0)
@@ -197,25 +200,33 @@ class Predictor:
         return self.scale, dict(self.scale_info)
 
     def _second_pass(self, item: PlaneInput, first: ImageResult) -> ImageResult:
-        """The automatic scale: keep the first pass when its estimate is close to the model's
-        diameter, else predict again at the model's scale."""
-        d = first.settings.get("diameter")
-        if d is None:
-            first.warnings.append("the object size could not be estimated (no objects found at the input's "
-                                  "scale); predicted at the input's scale: give the diameter if objects are missed")
-            return first
-        s = self.inference.diameter / d
-        if abs(np.log(s)) <= np.log1p(AUTO_TOLERANCE):
-            return first
-        limited = _limit(s, item.shape)
-        for _, res in self._stream([item], lambda it: (limited, {"scale_from": "estimate", "diameter": d})):
-            if isinstance(res, BaseException):
-                return res
-            if limited != s:
-                res.warnings.append(f"estimated object diameter {d:.1f} px needs a scale of {s:.3g}; limited "
-                                    f"to {limited:.3g}")
+        """The automatic scale: keep a pass whose estimate is close to the model's diameter, else
+        predict again at the scale it gives (an estimate is most accurate near the model's own
+        size, so each pass refines it), at most :data:`AUTO_PASSES` passes in all."""
+        res, scale = first, first.settings.get("scale", 1.0)
+        if res.settings.get("diameter") is None:
+            res.warnings.append("the object size could not be estimated (no objects found at the input's "
+                                "scale); predicted at the input's scale: give the diameter if objects are missed")
             return res
-        raise RuntimeError("no result")  # pragma: no cover
+        for _ in range(AUTO_PASSES - 1):
+            d = res.settings.get("diameter")
+            if d is None:
+                return res
+            wanted = self.inference.diameter / d
+            s = _limit(wanted, item.shape)
+            if abs(np.log(s / scale)) <= np.log1p(AUTO_TOLERANCE):
+                return res
+            for _, new in self._stream([item], lambda it, s=s: (s, {"scale_from": "estimate"}), estimate=True):
+                break
+            if isinstance(new, BaseException):
+                return new
+            if s != wanted:
+                new.warnings.append(f"estimated object diameter {d:.1f} px needs a scale of {wanted:.3g}; limited "
+                                    f"to {s:.3g}")
+            if new.settings.get("diameter") is None:
+                new.settings["diameter"] = d
+            res, scale = new, s
+        return res
 
     def _stream(self, inputs: Iterable[PlaneInput], scale_of, *, estimate: bool = False
                 ) -> Iterator[tuple[PlaneInput, ImageResult | BaseException]]:

@@ -389,8 +389,8 @@ class OutputFolder:
             return tuple(int(z) if a == "Z" else int(res.plane.get(a, 0)) for a in item.plane_axes)
 
         order = item.plane_axes + "YX"
-        sizes = dict(pixel_size=self._pixel_size(item, results[0]), z_spacing=item.z_spacing,
-                     time_interval=item.time_interval)
+        sizes = {"pixel_size": self._pixel_size(item, results[0]), "z_spacing": item.z_spacing,
+                 "time_interval": item.time_interval}
         can = np.zeros(item.plane_shape + (h, w), dtype)
         class_can = {k: np.zeros(can.shape, np.uint8) for k in range(1, len(self.class_names) + 1)}
         for res, _, labels, classes, _, off in per_t:
@@ -399,8 +399,8 @@ class OutputFolder:
             for z in range(nz):
                 idx = plane_of(res, z)
                 can[idx] = lab[z]
-                for k in class_can:
-                    class_can[k][idx] = ((pcls[z] == k) & (labels[z] > 0)) * 255
+                for k, mask in class_can.items():
+                    mask[idx] = ((pcls[z] == k) & (labels[z] > 0)) * 255
         write_stack(self.out / f"{item.name}_labels.tif", _to_axes(can, order, item.axes), item.axes,
                     ome=item.ome or None, overwrite=True, **sizes)
         for k, c in enumerate(self.class_names, start=1):
@@ -468,7 +468,7 @@ class OutputFolder:
         table = measure_volume(labels, image=volume, pixel_size=self._pixel_size(item, res), z_spacing=item.z_spacing,
                                image_name=item.name, scores={k: float(scores[k]) for k in range(1, n + 1)},
                                classes={k: int(classes[k]) for k in range(1, n + 1)},
-                               class_names=self.class_names)
+                               class_names=self.class_names, path=item.path)
         table["label"] = table["label"] + offset
         for a in reversed([a for a in item.plane_axes if a != "Z"]):
             table.insert(1, a.lower(), int(res.plane.get(a, 0)))

@@ -310,7 +310,7 @@ def _score_image(name, sample, image_id, *, pred_dir, pred_image, anns_by_image,
     if class_aware:
         pred_classes = {a["label"]: cat_map[a["category_id"]] for a in anns if "label" in a}
     if planes:
-        pred_planes = _pred_class_planes(by_class_path, anns, cat_map, n_classes, (h, w))
+        pred_planes = prediction_class_planes(by_class_path, anns, cat_map, n_classes, (h, w))
         matching = match_class_planes(gt_planes, pred_planes, thresholds=thresholds)
         gt_anns = []
         for k in range(n_classes):
@@ -449,7 +449,7 @@ def read_class_planes(pred_dir: str | Path, name: str, n_classes: int | None = N
     return planes
 
 
-def _pred_class_planes(path: Path, anns: list[dict], cat_map: dict[int, int], n_classes: int,
+def prediction_class_planes(path: Path, anns: list[dict], cat_map: dict[int, int], n_classes: int,
                        shape) -> np.ndarray:
     """The predicted class planes in GT class order (plane ``c - 1`` = GT class ``c``), checked
     against ``predictions.json``: every label of plane ``j - 1`` is an object of category ``j``."""
@@ -546,8 +546,8 @@ def format_table(result: dict) -> str:
     coco = result["coco"]
     iou_types = [t for t in ("segm", "bbox") if t in coco]
     if coco.get("stacks_not_in_coco"):
-        lines += ["", f"{coco['stacks_not_in_coco']} stack(s) matched in 3D (IoU of 3D objects); COCO AP "
-                      "is a 2D measure and leaves them out"]
+        lines += ["", (f"{coco['stacks_not_in_coco']} stack(s) matched in 3D (IoU of 3D objects); COCO AP "
+                       "is a 2D measure and leaves them out")]
     if not iou_types:
         return "\n".join(lines)
     lines += ["", f"COCO AP (pycocotools, up to {coco['max_detections']} detections per image)",

@@ -147,14 +147,15 @@ MEASUREMENTS_3D: tuple[Measurement, ...] = (
         "level 0.5, spacing (dz, dy, dx)) puts around the object's voxel mask padded by one voxel "
         "(skimage.measure.mesh_surface_area)",
         "> 0", "none (regionprops has no surface area)",
-        "Marching cubes on a binary mask overestimates a smooth surface: a voxelised ball's A is "
-        "about 8-9% above 4πr² with cubic voxels and 11-13% with voxels 2.2× longer in Z."),
+        "Marching cubes on a binary mask overestimates a smooth surface: the A of a voxelised ball "
+        "of radius 10-40 pixels is 8-9% above 4πr² with cubic voxels and 11-13% with voxels 2.2× "
+        "longer in Z."),
     Measurement(
         "sphericity", "ratio",
         "Ψ = π^(1/3) (6V)^(2/3) / A: the surface of the ball with the object's volume over the "
         "object's surface (Wadell)",
-        "(0, 1] for smooth shapes; a voxelised ball gives about 0.91-0.92 with cubic voxels and "
-        "0.88-0.89 with voxels 2.2× longer in Z (the bias of A)",
+        "(0, 1] for smooth shapes; a voxelised ball (radius 10-40 pixels) gives 0.91-0.92 with cubic "
+        "voxels and 0.88-0.89 with voxels 2.2× longer in Z (the bias of A)",
         "none (from volume and surface_area)",
         "Compare sphericities of objects imaged with the same voxel size only."),
     Measurement(

@@ -19,7 +19,12 @@ import pandas as pd
 from scipy import ndimage
 
 from morphoscope.errors import InputError
-from morphoscope.morphology.definitions import INTENSITY, MEASUREMENTS_3D, POSITION_COLUMNS_3D, column_name
+from morphoscope.morphology.definitions import (
+    INTENSITY,
+    MEASUREMENTS_3D,
+    POSITION_COLUMNS_3D,
+    column_name,
+)
 
 SHAPE_3D = tuple(m.name for m in MEASUREMENTS_3D)
 
@@ -105,7 +110,12 @@ def measure_volume(labels: np.ndarray, *, image: np.ndarray | None = None, pixel
     bbox_row_max, bbox_col_max`` (voxel coordinates, max exclusive), then the measurements
     (definitions: :data:`~morphoscope.morphology.definitions.MEASUREMENTS_3D`).
     """
-    from morphoscope.morphology.measure import _class_name, _intensity_from_seq, _lookup, empty_table
+    from morphoscope.morphology.measure import (
+        _class_name,
+        _intensity_from_seq,
+        _lookup,
+        empty_table,
+    )
 
     labels = check_label_stack(labels, path=path)
     spacing = voxel_spacing(pixel_size, z_spacing, path=path)
@@ -180,6 +190,6 @@ def measure_volume(labels: np.ndarray, *, image: np.ndarray | None = None, pixel
 def ball(radius: float, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """A voxelised ball: the voxels whose centres lie within ``radius`` (µm) of the centre voxel's,
     on a grid of ``spacing`` (dz, dy, dx), with one empty voxel around it (for tests and docs)."""
-    n = [int(math.ceil(radius / s)) + 1 for s in spacing]
+    n = [math.ceil(radius / s) + 1 for s in spacing]
     z, y, x = np.ogrid[-n[0]:n[0] + 1, -n[1]:n[1] + 1, -n[2]:n[2] + 1]
     return (z * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (x * spacing[2]) ** 2 <= radius ** 2

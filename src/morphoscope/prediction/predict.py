@@ -245,6 +245,11 @@ def _predict_files(predictor: Predictor, folder: OutputFolder, items: list[Input
                 failed_names.add(name)
                 failed.append((str(pl.path.name if pl.path else name), res.message))
                 pending.pop(name, None)
+                with lock:
+                    item_failed, _ = opened.pop(name, (None, None))
+                source = item_failed.extra.get("source") if item_failed is not None else None
+                if source is not None:  # its other planes are skipped: the file can be closed now
+                    source.close()
                 if bar is not None:
                     bar.update()
                 continue

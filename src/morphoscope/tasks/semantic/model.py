@@ -16,8 +16,17 @@ import torch.nn.functional as F
 from morphoscope.errors import ConfigError
 
 
+def aux_names(model_cfg) -> list[str]:
+    """The extra output channels after the class logits, in order."""
+    names = {"mask": [], "boundary": ["boundary"], "distance": ["distance"],
+             "boundary+distance": ["boundary", "distance"]}[model_cfg.output]
+    if getattr(model_cfg, "size_head", False):
+        names.append("size")
+    return names
+
+
 def out_channels(model_cfg, num_classes: int) -> int:
-    return num_classes + 1 + (0 if model_cfg.output == "mask" else 1)
+    return num_classes + 1 + len(aux_names(model_cfg))
 
 
 def build_model(model_cfg, num_classes: int, *, load_weights: bool = True) -> torch.nn.Module:
@@ -98,22 +107,45 @@ def semantic_loss(logits: torch.Tensor, target: dict, model_cfg, loss_cfg, num_c
         probs = cls_logits.softmax(1)
         onehot = F.one_hot(y.clamp(min=0), k).permute(0, 3, 1, 2).float()
         out["dice"] = loss_cfg.dice * soft_dice(probs, onehot, valid[:, None].float())
-    if model_cfg.output != "mask" and loss_cfg.aux > 0:
-        aux = logits[:, k].float()
-        t = target["aux"]
-        m = valid.float()
-        if model_cfg.output == "boundary":
-            bce = F.binary_cross_entropy_with_logits(aux, t, reduction="none")
-            out["aux"] = loss_cfg.aux * (bce * m).sum() / m.sum().clamp(min=1)
+    m = valid.float()
+    names = aux_names(model_cfg)
+    for i, name in enumerate(names):
+        z = logits[:, k + i].float()
+        if name == "size":
+            if getattr(loss_cfg, "size", 0) > 0 and "size" in target:
+                fg = (y > 0).float()
+                l1 = F.smooth_l1_loss(z, target["size"], reduction="none", beta=0.1)
+                out["size"] = loss_cfg.size * (l1 * fg).sum() / fg.sum().clamp(min=1)
+            continue
+        if loss_cfg.aux <= 0:
+            continue
+        t = target[name] if name in target else target["aux"]
+        key = "aux" if len([n for n in names if n != "size"]) == 1 else name
+        if name == "boundary":
+            bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
+            out[key] = loss_cfg.aux * (bce * m).sum() / m.sum().clamp(min=1)
         else:
-            l1 = (torch.sigmoid(aux) - t).abs()
-            out["aux"] = loss_cfg.aux * (l1 * m).sum() / m.sum().clamp(min=1)
+            l1 = (torch.sigmoid(z) - t).abs()
+            out[key] = loss_cfg.aux * (l1 * m).sum() / m.sum().clamp(min=1)
     return out
 
 
 def split_outputs(logits: torch.Tensor, model_cfg, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits -> class probabilities (B, K+1, H, W) and the extra map (B, H, W) in 0..1 or None."""
+    """Logits -> class probabilities (B, K+1, H, W) and the extra map(s) or None: (B, H, W) in
+    0..1 for one extra head, (B, 2, H, W) (boundary, distance) for ``boundary+distance``. A size
+    head's channel is left out (:func:`size_output`)."""
     k = num_classes + 1
     probs = logits[:, :k].float().softmax(1)
-    aux = torch.sigmoid(logits[:, k].float()) if model_cfg.output != "mask" else None
-    return probs, aux
+    if model_cfg.output == "mask":
+        return probs, None
+    if model_cfg.output == "boundary+distance":
+        return probs, torch.sigmoid(logits[:, k:k + 2].float())
+    return probs, torch.sigmoid(logits[:, k].float())
+
+
+def size_output(logits: torch.Tensor, model_cfg, num_classes: int) -> torch.Tensor | None:
+    """The size head's map (B, H, W): log2(object diameter / the model's diameter), or None."""
+    names = aux_names(model_cfg)
+    if "size" not in names:
+        return None
+    return logits[:, num_classes + 1 + names.index("size")].float()

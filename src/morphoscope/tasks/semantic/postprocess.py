@@ -6,6 +6,10 @@ Seeds for the watershed, by what the model predicts besides the classes:
               (boundary probability < ``seed_threshold``); the flooding runs on the boundary map.
 ``distance``  connected components of pixels whose predicted normalised distance to the border is
               above ``seed_threshold``; the flooding runs on the negated distance.
+``boundary+distance``  both maps (``aux`` is (2, H, W)): seeds are where the boundary
+              probability is below ``seed_threshold`` and/or the distance above
+              ``distance_threshold`` (``seeds``: boundary, distance or both); the flooding runs on
+              the boundary map minus the distance.
 ``mask``      (no extra head) the classic distance-transform watershed: seeds are the h-maxima of
               the Euclidean distance transform of the mask.
 
@@ -47,7 +51,8 @@ def relabel(labels: np.ndarray) -> np.ndarray:
 
 def instances_from_probs(probs: np.ndarray, aux: np.ndarray | None, *, kind: str = "mask",
                          method: str = "watershed", threshold: float = 0.5, seed_threshold: float = 0.5,
-                         min_size: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         min_size: int = 10, distance_threshold: float = 0.5, seeds: str = "both",
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Instance labels (int32, 1..N), the class of each label and its score (index 0 unused).
 
     The score of an object is its mean foreground probability.
@@ -61,7 +66,8 @@ def instances_from_probs(probs: np.ndarray, aux: np.ndarray | None, *, kind: str
             labels[cc > 0] = cc[cc > 0] + n
             n += k
     else:
-        labels = seeded_watershed(fg, aux, kind=kind, seed_threshold=seed_threshold, min_size=min_size)
+        labels = seeded_watershed(fg, aux, kind=kind, seed_threshold=seed_threshold, min_size=min_size,
+                                  distance_threshold=distance_threshold, seeds=seeds)
     labels = relabel(remove_small(labels, min_size)).astype(np.int32)
     n = int(labels.max(initial=0))
     label_classes = np.zeros(n + 1, np.int64)
@@ -80,13 +86,23 @@ def instances_from_probs(probs: np.ndarray, aux: np.ndarray | None, *, kind: str
 
 
 def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "mask",
-                     seed_threshold: float = 0.5, min_size: int = 10, h: float = 2.0) -> np.ndarray:
+                     seed_threshold: float = 0.5, min_size: int = 10, h: float = 2.0,
+                     distance_threshold: float = 0.5, seeds: str = "both") -> np.ndarray:
     """Split the binary ``mask`` into objects by a watershed from seeds (see module docstring)."""
     from skimage.segmentation import watershed
 
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
-    if kind == "boundary" and aux is not None:
+    if kind == "boundary+distance" and aux is not None:
+        b, d = aux[0], aux[1]
+        if seeds == "boundary":
+            seeds_mask = mask & (b < seed_threshold)
+        elif seeds == "distance":
+            seeds_mask = mask & (d > distance_threshold)
+        else:
+            seeds_mask = mask & (b < seed_threshold) & (d > distance_threshold)
+        elevation = b - d
+    elif kind == "boundary" and aux is not None:
         seeds_mask = mask & (aux < seed_threshold)
         elevation = aux
     elif kind == "distance" and aux is not None:
@@ -99,7 +115,7 @@ def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "m
         seeds_mask = h_maxima(dist, h).astype(bool) & mask
         elevation = -dist
     seeds, n = ndimage.label(seeds_mask)
-    if kind in ("boundary", "distance") and aux is not None:  # h-maxima are often single pixels
+    if kind in ("boundary", "distance", "boundary+distance") and aux is not None:  # h-maxima are often single pixels
         seeds = remove_small(seeds, min_size)  # specks in the border band would become slivers
     # pieces of the mask without any seed keep their own label (they would vanish otherwise)
     cc, k = ndimage.label(mask)
