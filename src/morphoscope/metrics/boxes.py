@@ -29,10 +29,23 @@ from pathlib import Path
 import numpy as np
 
 from morphoscope.errors import InputError, SkippedInputs
-from morphoscope.metrics.matching import THRESHOLDS, Matching, ThresholdMatch, _assign, _counts, threshold_key
+from morphoscope.metrics.matching import (
+    THRESHOLDS,
+    Matching,
+    ThresholdMatch,
+    _assign,
+    _counts,
+    threshold_key,
+)
 
-__all__ = ["boxes_are_objects", "box_iou", "count_errors", "evaluate_boxes", "format_counts",
-           "match_boxes"]
+__all__ = [
+    "box_iou",
+    "boxes_are_objects",
+    "count_errors",
+    "evaluate_boxes",
+    "format_counts",
+    "match_boxes",
+]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -144,7 +157,11 @@ def evaluate_boxes(pred_dir: str | Path, gt: str | Path, predictions: dict, data
     :func:`~.evaluate.evaluate` does."""
     from morphoscope.formats.voc import boxes_of
     from morphoscope.metrics.coco_eval import coco_evaluate
-    from morphoscope.metrics.evaluate import PREDICTIONS_JSON, _gt_coco, _per_image_results
+    from morphoscope.metrics.evaluate import (
+        PREDICTIONS_JSON,
+        _gt_coco,
+        _per_image_results,
+    )
     from morphoscope.metrics.matching import matching_stats
 
     pred_dir = Path(pred_dir)
@@ -245,13 +262,13 @@ def format_counts(result: dict) -> list[str]:
     counts = result.get("counts") or {}
     per_class = counts.get("per_class") or {}
     thr = result.get("score_threshold")
-    lines = ["", "Boxes: IoU above is box IoU; COCO AP is box AP (iouType bbox)"
-             + (f"; predictions written at score >= {thr:g}" if isinstance(thr, (int, float)) else "")]
+    written = f"; predictions written at score >= {thr:g}" if isinstance(thr, (int, float)) else ""
+    lines = ["", f"Boxes: IoU above is box IoU; COCO AP is box AP (iouType bbox){written}"]
     if per_class:
         f1 = (result.get("matching", {}).get("0.5") or {}).get("per_class") or {}
         ap = ((result.get("coco") or {}).get("bbox") or {}).get("per_class") or {}
-        lines += [f"Per class over {result['images']} images: objects per image (GT, predicted), mean absolute "
-                  "error of the count per image (MAE), mean error (predicted - GT), F1 at box IoU 0.5, box AP",
+        lines += [(f"Per class over {result['images']} images: objects per image (GT, predicted), mean absolute "
+                   "error of the count per image (MAE), mean error (predicted - GT), F1 at box IoU 0.5, box AP"),
                   f"  {'class':<16}{'GT':>8}{'pred':>8}{'MAE':>8}{'bias':>8}{'F1@0.5':>8}{'box AP':>8}"]
         for name, c in per_class.items():
             if not c["images"]:

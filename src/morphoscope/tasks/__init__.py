@@ -17,7 +17,7 @@ from morphoscope.engine.task import Task
 from morphoscope.errors import ConfigError
 
 #: task name -> package under morphoscope/tasks (imported on first use: the CLI stays fast)
-PACKAGES = ("instance", "semantic", "classify")
+PACKAGES = ("instance", "semantic", "classify", "detection")
 DEFAULT_TASK = "instance"
 
 
