@@ -71,7 +71,7 @@ def mosaic(samples_dir):
 def nuclei():
     from morphoscope.tasks import load_model
 
-    return load_model("nuclei", device="cpu")
+    return load_model("nuclei-maskrcnn", device="cpu")  # detections with scores and a cap
 
 
 def test_blocks_give_the_objects_of_one_whole_pass(mosaic, nuclei):

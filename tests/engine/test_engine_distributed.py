@@ -20,11 +20,12 @@ def test_predict_under_torchrun_equals_one_process(tmp_path, samples_dir):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as torchrun's processes run: the same float sums, the same numbers
     try:
-        single = predict([images], tmp_path / "one", model="nuclei", device="cpu", progress=False)
+        single = predict([images], tmp_path / "one", model="nuclei-maskrcnn", device="cpu", progress=False)
     finally:
         torch.set_num_threads(threads)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "morphoscope",
-                        "predict", str(images), "--out", str(tmp_path / "two"), "--device", "cpu"],
+                        "predict", str(images), "--out", str(tmp_path / "two"), "--device", "cpu",
+                        "--model", "nuclei-maskrcnn"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("predictions written") == 1  # one line, from process 0

@@ -40,4 +40,4 @@ def semantic_bundle():
 def nuclei_bundle():
     from morphoscope.tasks import load_model
 
-    return load_model("nuclei", device="cpu")
+    return load_model("nuclei-maskrcnn", device="cpu")

@@ -152,7 +152,7 @@ def test_maskrcnn_torchscript_matches_pytorch(nuclei_bundle, tmp_path):
     assert max(res.scaled_diff.values()) <= TOL, res.max_abs_diff
     assert not res.counts or all(a == b for a, b in res.counts.values())
     card = torchscript.read_card(out)
-    assert card["name"] == "nuclei" and card["metrics"]["f1@0.5"] > 0.9
+    assert card["name"] == "nuclei-maskrcnn" and card["metrics"]["f1@0.5"] > 0.9
 
 
 def test_fixed_scale_transform_scripts_at_other_scales():

@@ -53,7 +53,7 @@ def test_optional_packages_are_not_in_the_core():
     (["fastapi", "uvicorn"], ["serve"], "morphoscope serve needs the web extra: pip install 'morphoscope[web]'"),
     (["optuna"], ["tune", "configs/bbbc039_fpn_r18.yaml"],
      "morphoscope tune needs the tune extra: pip install 'morphoscope[tune]'"),
-    (["onnx", "onnxruntime"], ["export", "nuclei", "--format", "onnx", "--out", "{tmp}/n.onnx"],
+    (["onnx", "onnxruntime"], ["export", "nuclei-maskrcnn", "--format", "onnx", "--out", "{tmp}/n.onnx"],
      "morphoscope export --format onnx needs the export extra: pip install 'morphoscope[export]'"),
     (["pyarrow"], ["measure", "{labels}", "--out", "{tmp}/t.parquet"],
      "a .parquet table needs the parquet extra: pip install 'morphoscope[parquet]'"),

@@ -41,7 +41,7 @@ def predicted(tmp_path_factory, samples_dir):
     (root / "images").mkdir()
     shutil.copy(samples_dir / "images" / f"{SAMPLE}.tif", root / "images")
     out = root / "predictions"
-    result = CliRunner().invoke(app, ["predict", str(root / "images"), "--out", str(out), "--model", "nuclei",
+    result = CliRunner().invoke(app, ["predict", str(root / "images"), "--out", str(out), "--model", "nuclei-maskrcnn",
                                       "--device", "cpu", "--export", "all", "--pixel-size", str(PIXEL_SIZE)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out

@@ -195,7 +195,7 @@ def test_widget_predicts_the_image_layer_like_the_command_line(viewer_model, qtb
     widget = PredictWidget(viewer)
     qtbot.addWidget(widget.native)
     assert widget.image.value is viewer.layers[SAMPLE]
-    widget.model.value = "nuclei"
+    widget.model.value = "nuclei-maskrcnn"
     widget.threshold.value = 0.5
     widget.run(blocking=True)
     layer = viewer.layers[f"{SAMPLE} nucleus"]

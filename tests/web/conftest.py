@@ -48,7 +48,7 @@ def sample_paths():
 def manager(model_path, tmp_path_factory):
     from morphoscope.web.jobs import JobManager, ServerConfig
 
-    spec = "nuclei" if model_path == shipped_model_path() else str(model_path)
+    spec = "nuclei-maskrcnn" if model_path == shipped_model_path() else str(model_path)
     config = ServerConfig(models=[spec], device="cpu", max_upload_mb=4, max_pixels=1_200_000,
                           max_queue=4, keep_minutes=30, tmp_dir=tmp_path_factory.mktemp("serve"),
                           sync_wait_s=240)

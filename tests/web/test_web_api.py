@@ -274,7 +274,7 @@ def test_cli_python_and_web_give_identical_outputs(client, predicted, sample_pat
     from morphoscope.prediction.predict import predict
 
     path = sample_paths[0]
-    spec = "nuclei" if model_path == shipped_model_path() else str(model_path)
+    spec = "nuclei-maskrcnn" if model_path == shipped_model_path() else str(model_path)
     res = CliRunner().invoke(app, ["predict", str(path), "--out", str(tmp_path / "cli"), "--model", spec,
                                    "--device", "cpu", "--measure"])
     assert res.exit_code == 0, res.output
@@ -308,7 +308,7 @@ def test_cli_python_and_web_give_identical_outputs(client, predicted, sample_pat
         assert [a["segmentation"]["counts"] for a in coco["annotations"]] == [
             a["segmentation"]["counts"] for a in web["coco"]["annotations"]], way
         assert coco["annotations"] == web["coco"]["annotations"], way
-    if spec == "nuclei":  # the shipped model finds the nuclei (a tiny stand-in model may find none)
+    if spec == "nuclei-maskrcnn":  # the shipped model finds the nuclei (a tiny stand-in model may find none)
         assert len(web["coco"]["annotations"]) == int(web["labels"].max()) > 50
 
 

@@ -27,7 +27,7 @@ TINY_CONFIG = {
 
 
 def shipped_model_path() -> Path | None:
-    path = WEIGHTS_DIR / f"{SHIPPED['nuclei']}.safetensors"
+    path = WEIGHTS_DIR / f"{SHIPPED['nuclei-maskrcnn']}.safetensors"
     return path if path.is_file() else None
 
 

@@ -176,8 +176,9 @@ class Objects:
     # ---- label images -------------------------------------------------------------------------
     def to_labels(self, *, min_area: int = 1, dtype=None) -> tuple[np.ndarray, np.ndarray]:
         """One label image of all objects. Where masks overlap, the higher-scoring object keeps
-        the pixel; objects left with fewer than ``min_area`` pixels are dropped. Returns
-        ``(labels, index)``: label ``k`` is object ``index[k - 1]``."""
+        the pixel; objects left with fewer than ``min_area`` pixels are dropped (``min_area=0``
+        keeps every object, numbered even where it is wholly hidden: boxes of a detector).
+        Returns ``(labels, index)``: label ``k`` is object ``index[k - 1]``."""
         if dtype is None:
             dtype = np.uint16 if len(self) < 65535 else np.uint32
         labels = np.zeros(self.shape, dtype)
@@ -185,7 +186,7 @@ class Objects:
         for i, (c, o) in enumerate(zip(self.crops, self.origins)):
             window = labels[tuple(slice(a, a + s) for a, s in zip(o, c.shape))]
             free = c & (window == 0)
-            if free.sum() < max(min_area, 1):
+            if min_area > 0 and free.sum() < min_area:
                 continue
             kept.append(i)
             window[free] = len(kept)

@@ -275,7 +275,9 @@ class OutputFolder:
         offset = 0
         for res in results:
             objs = res.objects_at()  # at the result's own threshold (score or probability)
-            labels, classes, scores, index = label_arrays(objs, min_area=self.min_area,
+            # a detector's boxes all stay (one may lie under another); masks need visible pixels
+            min_area = 0 if res.settings.get("objects") == "boxes" else self.min_area
+            labels, classes, scores, index = label_arrays(objs, min_area=min_area,
                                                           by_class=len(self.class_names) > 1)
             per_plane.append((res, objs.select(index), labels, classes, scores, offset))
             offset += len(index)
