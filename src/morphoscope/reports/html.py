@@ -350,7 +350,10 @@ def _metrics_section(curves: dict | None, gt: Path | None) -> str:
     parts.append(f"<p>Ground truth {_e(gt)}: {curves['images']} images, {curves['n_gt']:,} GT "
                  f"objects, {curves['n_pred']:,} predicted objects. A predicted and a GT object "
                  "match when their IoU reaches the threshold (one-to-one pairs, "
-                 "morphoscope.metrics.matching); TP, FP and FN are pooled over all images.</p>")
+                 "morphoscope.metrics.matching); TP, FP and FN are pooled over all images."
+                 + (f" Matched per class on the per-class label planes in {curves['class_planes']} of "
+                    f"{curves['images']} images (objects of different classes may overlap)."
+                    if curves.get("class_planes") else "") + "</p>")
     parts.append(f"<p><b>Best score threshold</b> (IoU ≥ {sc['iou']:.2f}): "
                  f"{sc['thresholds'][b]:.3f}, F1 {sc['f1'][b]:.3f} (precision "
                  f"{sc['precision'][b]:.3f}, recall {sc['recall'][b]:.3f}). "
@@ -511,6 +514,10 @@ def report_html(
         "objects touching the border": (int(table["touches_border"].sum())
                                         if "touches_border" in table else "–"),
         "ground truth": str(gt) if gt is not None else "none",
+        **({"overlapping classes": "each class's objects are measured (and matched against the ground "
+                                   "truth) whole on their own label plane (NAME_labels_by_class.tif): an "
+                                   "object inside an object of another class is kept"}
+           if any((pred_dir / f"{n}_labels_by_class.tif").is_file() for n in names) else {}),
         "morphoscope": version,
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     }

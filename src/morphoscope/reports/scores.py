@@ -43,11 +43,13 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
 
     Returns ``{"scores": (n_pred,), "matched": (n_pred,) bool, "n_gt": int, "matchings":
     [Matching at the IoU thresholds 0.1..0.95], "names": [image names, as the matchings],
-    "iou": iou, "class_names"}``. Images are
-    paired by name as in
+    "iou": iou, "class_names", "class_planes": images matched on per-class planes}``. Images
+    are paired by name as in
     :func:`morphoscope.metrics.evaluate` (every GT image needs a prediction). With more than
     one GT class the matching is class-aware (predicted categories paired with GT classes by
-    name).
+    name), and where the folder holds ``NAME_labels_by_class.tif`` each class is matched on its
+    own plane as :func:`~morphoscope.metrics.evaluate.evaluate` does (objects of different
+    classes may overlap; within a plane they do not, so the score-threshold rule above holds).
     """
     from morphoscope.formats.dataset import load_instance_dataset
     from morphoscope.io.images import read_label_image
@@ -66,18 +68,26 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
     # one matching per image gives every threshold (the overlaps are computed once)
     thresholds = tuple(sorted(set(THRESHOLDS) | set(IOU_GRID) | {round(float(iou), 2)}))
     scores, matched, matchings, names, n_gt = [], [], [], [], 0
+    on_planes = 0
     for name, sample in dataset.by_name().items():
         if name not in objects or not (pred_dir / f"{name}_labels.tif").is_file():
             raise InputError(f"GT image '{name}' has no prediction in this folder",
                              path=pred_dir)
-        gt_labels, gt_classes = sample.load_label_image()
-        pred_labels = read_label_image(pred_dir / f"{name}_labels.tif")
-        if pred_labels.shape != gt_labels.shape:
+        by_class = pred_dir / f"{name}_labels_by_class.tif"
+        if class_aware and by_class.is_file():  # overlapping classes: one plane per class
+            m, ids = _match_on_planes(sample, by_class, objects[name], cat_names, class_index,
+                                      dataset.class_names, thresholds)
+            on_planes += 1
+        else:
+            m, ids = None, None
+        gt_labels, gt_classes = sample.load_label_image() if m is None else (None, None)
+        pred_labels = read_label_image(pred_dir / f"{name}_labels.tif") if m is None else None
+        if m is None and pred_labels.shape != gt_labels.shape:
             raise InputError(f"size {pred_labels.shape} differs from the GT image "
                              f"{gt_labels.shape}", path=pred_dir / f"{name}_labels.tif")
         entry = objects[name]
         pred_classes = None
-        if class_aware:
+        if m is None and class_aware:
             pred_classes = {}
             for lab, cat in entry["classes"].items():
                 cname = cat_names.get(cat)
@@ -85,15 +95,16 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
                     raise InputError(f"predicted category '{cname}' is not a GT class "
                                      f"{dataset.class_names}", path=pred_dir)
                 pred_classes[lab] = class_index[cname]
-        try:
-            m = match(gt_labels, pred_labels, thresholds=thresholds,
-                      gt_classes=gt_classes if class_aware else None, pred_classes=pred_classes)
-        except ValueError as exc:
-            raise InputError(str(exc), path=pred_dir / f"{name}_labels.tif") from None
+        if m is None:
+            try:
+                m = match(gt_labels, pred_labels, thresholds=thresholds,
+                          gt_classes=gt_classes if class_aware else None, pred_classes=pred_classes)
+            except ValueError as exc:
+                raise InputError(str(exc), path=pred_dir / f"{name}_labels.tif") from None
+            ids = np.unique(pred_labels)
+            ids = ids[ids > 0]
         matchings.append(m)
         names.append(name)
-        ids = np.unique(pred_labels)
-        ids = ids[ids > 0]
         missing = [int(v) for v in ids if int(v) not in entry["scores"]]
         if missing:
             raise InputError(f"label(s) {missing[:10]} have no score in predictions.json",
@@ -106,7 +117,23 @@ def pairs_for_scores(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) 
     return {"scores": np.concatenate(scores) if scores else np.zeros(0),
             "matched": np.concatenate(matched) if matched else np.zeros(0, bool),
             "n_gt": n_gt, "matchings": matchings, "names": names, "iou": float(iou),
-            "class_names": list(dataset.class_names)}
+            "class_names": list(dataset.class_names), "class_planes": on_planes}
+
+
+def _match_on_planes(sample, path, entry, cat_names, class_index, class_names, thresholds):
+    """Matching of one image on per-class label planes, and the predicted labels present."""
+    from morphoscope.metrics.evaluate import prediction_class_planes
+    from morphoscope.metrics.matching import match_class_planes
+
+    unknown = sorted({n for n in cat_names.values() if n not in class_index})
+    if unknown:
+        raise InputError(f"predicted categories {unknown} are not GT classes {class_names}", path=path.parent)
+    cat_map = {cat: class_index[n] for cat, n in cat_names.items()}
+    gt_planes, _ = sample.load_class_planes(len(class_names))
+    anns = [{"label": lab, "category_id": cat} for lab, cat in entry["classes"].items()]
+    pred_planes = prediction_class_planes(path, anns, cat_map, len(class_names), gt_planes.shape[1:])
+    ids = np.unique(pred_planes)
+    return match_class_planes(gt_planes, pred_planes, thresholds=thresholds), ids[ids > 0]
 
 
 def score_threshold_curve(pairs: dict, *, thresholds=None) -> dict:
@@ -178,5 +205,5 @@ def gt_curves(pred_dir: str | Path, gt: str | Path, *, iou: float = 0.5) -> dict
         "dsb_score": summary["dsb_score"],
         "images_without_objects": summary["images_without_objects"],
         "n_gt": int(pairs["n_gt"]), "n_pred": int(len(pairs["scores"])),
-        "images": len(pairs["matchings"]),
+        "images": len(pairs["matchings"]), "class_planes": pairs.get("class_planes", 0),
     }

@@ -22,9 +22,10 @@ from morphoscope.io.images import to_model_input
 class InstanceCropDataset(Dataset):
     """``length`` random crops per epoch from the images of ``dataset``.
 
-    Each sample's image and label image are read once and kept in memory (a label image is far
-    smaller than N binary masks). Objects with fewer than ``min_area`` pixels left after cropping
-    are dropped; crops without objects are valid (they teach the background).
+    Each sample's image and label planes (one per class, so objects of different classes may
+    overlap, e.g. organelles inside cells) are read once and kept in memory (far smaller than N
+    binary masks). Objects with fewer than ``min_area`` pixels left after cropping are dropped;
+    crops without objects are valid (they teach the background).
     """
 
     def __init__(self, dataset: InstanceDataset, *, crop_size: int | None, length: int,
@@ -50,9 +51,11 @@ class InstanceCropDataset(Dataset):
         if i not in self._cache:
             s = self.dataset[i]
             img = s.load_image()
-            labels, classes = s.load_label_image(img.shape)
+            # one label plane per class: an object inside an object of another class (an organelle
+            # in its cell) stays whole, as its target mask must be
+            planes, classes = s.load_class_planes(len(self.dataset.class_names), img.shape)
             x = to_model_input(img, low=self.normalize.low, high=self.normalize.high)
-            self._cache[i] = (x, labels.astype(np.int32), classes)
+            self._cache[i] = (x, planes.astype(np.int32), classes)
         return self._cache[i]
 
     def __getitem__(self, index: int):
@@ -74,15 +77,15 @@ class InstanceCropDataset(Dataset):
         if self.crop_size is None:
             return x, labels
         c = self.crop_size
-        h, w = labels.shape
+        h, w = labels.shape[-2:]
         if h < c or w < c:  # pad small images: zeros are "background" after normalisation
             ph, pw = max(0, c - h), max(0, c - w)
             x = np.pad(x, ((0, 0), (0, ph), (0, pw)))
-            labels = np.pad(labels, ((0, ph), (0, pw)))
-            h, w = labels.shape
+            labels = np.pad(labels, ((0, 0), (0, ph), (0, pw)))
+            h, w = labels.shape[-2:]
         y0 = int(rng.integers(h - c + 1))
         x0 = int(rng.integers(w - c + 1))
-        return x[:, y0:y0 + c, x0:x0 + c], labels[y0:y0 + c, x0:x0 + c]
+        return x[:, y0:y0 + c, x0:x0 + c], labels[:, y0:y0 + c, x0:x0 + c]
 
     def _geometric(self, image, mask, rng):
         a = self.augment
@@ -124,10 +127,17 @@ class InstanceCropDataset(Dataset):
         return tv_tensors.Image(image)
 
     def _target(self, labels: torch.Tensor, classes: dict) -> dict:
-        ids, counts = torch.unique(labels, return_counts=True)
-        keep = (ids > 0) & (counts >= self.min_area)
-        ids = ids[keep]
-        masks = (labels[None] == ids[:, None, None]).to(torch.uint8)
+        """Targets from the class planes ``(K, H, W)``: every label lives in one plane."""
+        ids, masks = [], []
+        for plane in labels:
+            pid, counts = torch.unique(plane, return_counts=True)
+            pid = pid[(pid > 0) & (counts >= self.min_area)]
+            ids.append(pid)
+            masks.append(plane[None] == pid[:, None, None])
+        ids = torch.cat(ids)
+        order = torch.argsort(ids)  # label order, as from one label image
+        ids = ids[order]
+        masks = torch.cat(masks)[order].to(torch.uint8)
         boxes = masks_to_boxes(masks) if len(ids) else torch.zeros((0, 4))
         # masks_to_boxes gives pixel-centre extents; boxes cover whole pixels
         if len(ids):
