@@ -167,6 +167,33 @@ def labels_by_class(objects: Objects, n_classes: int, *, dtype=np.uint32) -> np.
                      for k in range(1, n_classes + 1)])
 
 
+def measure_objects(labels, objects: Objects, image, classes, scores, *, class_names, pixel_size=None,
+                    image_name: str = "image", plane_index: dict | None = None):
+    """The measurement table of one plane's objects as written (label ``k`` = ``objects[k-1]``;
+    ``classes``/``scores`` indexed by label): :func:`morphoscope.morphology.measure_labels` on
+    the label image, or, with several classes, on each class's own label plane, so that an
+    object inside an object of another class (an organelle in a cell) is measured whole."""
+    from morphoscope.morphology import concat_tables, measure_labels
+
+    def table_of(lab):
+        present = np.unique(lab)
+        present = present[present > 0]
+        return measure_labels(lab, image=image, pixel_size=pixel_size, image_name=image_name,
+                              scores={int(k): float(scores[k]) for k in present},
+                              classes={int(k): int(classes[k]) for k in present}, class_names=list(class_names))
+
+    if len(class_names) > 1 and len(objects):
+        planes = labels_by_class(objects, len(class_names))
+        table = concat_tables([table_of(planes[k]) for k in range(len(class_names))])
+        if len(table):
+            table = table.sort_values("label", kind="stable").reset_index(drop=True)
+    else:
+        table = table_of(labels)
+    for a, i in reversed(list((plane_index or {}).items())):
+        table.insert(1, a.lower(), int(i))
+    return table
+
+
 class OutputFolder:
     """A prediction folder being written. ``info`` (model, settings, versions) goes into
     ``predictions.json``. Objects are written at each result's own threshold."""
@@ -344,7 +371,9 @@ class OutputFolder:
                 image_anns.append(coco_annotation(rle, int(objs.classes[i]), float(objs.scores[i]), off + i + 1))
             images.append({"entry": entry, "annotations": image_anns})
             if self.measure:
-                tables.append(self._measure(labels, plane, classes, scores, item, res, entry.get("plane")))
+                tables.append(measure_objects(labels, objs, plane, classes, scores, class_names=self.class_names,
+                                              pixel_size=self._pixel_size(item, res), image_name=item.name,
+                                              plane_index=entry.get("plane")))
         table = None
         if self.measure:
             from morphoscope.morphology import concat_tables
@@ -568,18 +597,6 @@ class OutputFolder:
         if self.pixel_size is not None:
             return self.pixel_size
         return res.pixel_size if res.pixel_size is not None else item.pixel_size
-
-    def _measure(self, labels, plane, classes, scores, item, res, plane_index):
-        from morphoscope.morphology import measure_labels
-
-        n = int(labels.max(initial=0))
-        table = measure_labels(labels, image=plane, pixel_size=self._pixel_size(item, res), image_name=item.name,
-                               scores={k: float(scores[k]) for k in range(1, n + 1)},
-                               classes={k: int(classes[k]) for k in range(1, n + 1)},
-                               class_names=self.class_names)
-        for a, i in reversed(list((plane_index or {}).items())):
-            table.insert(1, a.lower(), int(i))
-        return table
 
     def _classification_record(self, item: InputFile, res: ImageResult) -> dict:
         probs = np.asarray(res.class_scores, np.float64)

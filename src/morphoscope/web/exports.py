@@ -115,8 +115,12 @@ def overlay_rgb(result: ImageResult, threshold: float, *, classes: set[int] | No
 
 
 def class_mask_png(result: ImageResult, class_index: int, threshold: float) -> bytes:
-    cls = result.class_map_at(threshold)
-    return png_bytes((cls == class_index).astype(np.uint8) * 255)
+    """The 0/255 mask of one class, as ``morphoscope predict`` writes it (engine/writer.py)."""
+    from morphoscope.engine.writer import class_masks
+
+    lab = result.labelled(threshold)
+    masks = class_masks(lab.labels, lab.classes, lab.objects, len(result.class_names))
+    return png_bytes(masks[class_index - 1])
 
 
 def labels_tiff(result: ImageResult, threshold: float, *, work_dir: Path | None = None) -> bytes:

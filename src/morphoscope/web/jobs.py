@@ -518,23 +518,18 @@ class Labelled:
     objects: Objects
 
     @classmethod
-    def of(cls, objects: Objects) -> Labelled:
-        labels, classes, scores, index = label_arrays(objects)
+    def of(cls, objects: Objects, *, by_class: bool = False) -> Labelled:
+        labels, classes, scores, index = label_arrays(objects, by_class=by_class)
         return cls(labels, classes, scores, objects.select(index))
 
 
 def measure_plane(labelled: Labelled, plane, *, name: str, class_names, pixel_size) -> object:
-    """The measurement table of one labelled plane: :func:`morphoscope.morphology.measure_labels`
-    called as engine/writer.py's ``OutputFolder._measure`` calls it (same columns, same numbers
-    as ``morphoscope predict --measure``)."""
-    from morphoscope.morphology import measure_labels
+    """The measurement table of one labelled plane, by the writer's own function (same
+    columns, same numbers as ``morphoscope predict --measure``)."""
+    from morphoscope.engine.writer import measure_objects
 
-    labels, classes, scores = labelled.labels, labelled.classes, labelled.scores
-    n = int(labels.max(initial=0))
-    return measure_labels(labels, image=plane, pixel_size=pixel_size, image_name=name,
-                          scores={k: float(scores[k]) for k in range(1, n + 1)},
-                          classes={k: int(classes[k]) for k in range(1, n + 1)},
-                          class_names=list(class_names))
+    return measure_objects(labelled.labels, labelled.objects, plane, labelled.classes, labelled.scores,
+                           class_names=list(class_names), pixel_size=pixel_size, image_name=name)
 
 
 @dataclass
@@ -637,7 +632,8 @@ class ImageResult:
         """Every object of a score-thresholded result in one label image (highest score first)."""
         self._objects_only()
         found = self.result.objects
-        return self._pinned_value("base", lambda: Labelled.of(found if found is not None else Objects.empty(self.result.shape)))
+        return self._pinned_value("base", lambda: Labelled.of(found if found is not None else Objects.empty(self.result.shape),
+                                                                 by_class=len(self.class_names) > 1))
 
     def labelled(self, threshold: float) -> Labelled:
         """The objects at ``threshold``: the labels, classes, scores and objects that
@@ -654,7 +650,8 @@ class ImageResult:
                                 base.objects.select(np.flatnonzero(keep[1:])))
         else:
             def make():
-                return Labelled.of(self.result.objects_at(threshold if self.threshold_kind else None))
+                return Labelled.of(self.result.objects_at(threshold if self.threshold_kind else None),
+                                   by_class=len(self.class_names) > 1)
         return self._cached(("labelled", float(threshold)), make)
 
     def class_map_at(self, threshold: float) -> np.ndarray:
