@@ -72,3 +72,22 @@ def test_plain_checkpoint_still_loads(tmp_path, semantic_bundle):
                     normalize=b.normalize)
     ckpt = read_checkpoint(path)
     assert ckpt["task"] == "semantic" and set(ckpt["model"]) == set(b.model.state_dict())
+
+
+def test_checkpoint_of_an_older_version_loads_without_its_removed_settings():
+    """A setting a later version removed does not make an older checkpoint unloadable: it is
+    dropped with a warning naming it."""
+    import warnings
+
+    from morphoscope.models.checkpoint import SHIPPED, WEIGHTS_DIR, read_checkpoint
+    from morphoscope.tasks import bundle_from_checkpoint
+
+    ckpt = read_checkpoint(WEIGHTS_DIR / f"{SHIPPED['nuclei-maskrcnn']}.safetensors")
+    ckpt["config"]["model"]["seed_distance"] = 3  # a renamed setting
+    ckpt["config"]["removed_section"] = {"a": 1}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bundle = bundle_from_checkpoint(ckpt, name="old")
+    assert bundle.task.name == "instance"
+    message = " ".join(str(w.message) for w in caught)
+    assert "model.seed_distance" in message and "removed_section" in message

@@ -60,7 +60,16 @@ def bundle_from_checkpoint(ckpt: dict, *, name: str = "model", path: Path | None
         task = get_task(str(ckpt["task"]))
     except ConfigError as exc:
         raise ConfigError(exc.message, path=where) from None
-    cfg = parse_config(ckpt["config"], source=where)
+    try:
+        cfg = parse_config(ckpt["config"], source=where)
+    except ConfigError:  # a checkpoint of an older version: settings since removed are ignored
+        import warnings
+
+        config, dropped = _known_settings(task.config_schema, ckpt["config"])
+        cfg = parse_config(config, source=where)
+        if dropped:
+            warnings.warn(f"{where or name}: settings this version no longer has were ignored: {', '.join(dropped)}",
+                          stacklevel=2)
     class_names = list(ckpt["class_names"])
     model = task.build_model(cfg, class_names)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
@@ -76,6 +85,28 @@ def bundle_from_checkpoint(ckpt: dict, *, name: str = "model", path: Path | None
                        normalize=dict(ckpt.get("normalize") or {"low": 1.0, "high": 99.8}),
                        metrics=dict(ckpt.get("metrics") or {}), extra=dict(ckpt.get("extra") or {}),
                        card=dict(ckpt.get("card") or {}), path=path, device=device)
+
+
+def _known_settings(schema, data, prefix=""):
+    """``data`` without the keys ``schema`` does not declare (recursively); returns it and the
+    dotted names of what was dropped."""
+    from pydantic import BaseModel
+
+    if not isinstance(data, dict):
+        return data, []
+    fields = schema.model_fields
+    kept, dropped = {}, []
+    for key, value in data.items():
+        if key not in fields:
+            dropped.append(prefix + key)
+            continue
+        sub = fields[key].annotation
+        sub = next((a for a in getattr(sub, "__args__", (sub,)) if isinstance(a, type) and issubclass(a, BaseModel)), sub)
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, dict):
+            value, more = _known_settings(sub, value, prefix + key + ".")
+            dropped += more
+        kept[key] = value
+    return kept, dropped
 
 
 def load_model(name_or_path=None, *, device="auto") -> ModelBundle:
