@@ -214,7 +214,7 @@ def test_widget_predicts_the_image_layer_like_the_command_line(viewer_model, qtb
 
 def test_widget_refuses_a_diameter_for_a_model_without_one(viewer_model, qtbot):
     """The diameter goes to the engine, which rescales only models that record theirs (the
-    shipped nuclei model does not)."""
+    Mask R-CNN nuclei-maskrcnn does not)."""
     from morphoscope.errors import InputError
     from morphoscope.napari.widget import PredictWidget
 
@@ -223,6 +223,7 @@ def test_widget_refuses_a_diameter_for_a_model_without_one(viewer_model, qtbot):
     widget = PredictWidget(viewer)
     qtbot.addWidget(widget.native)
     assert widget.image.value is viewer.layers["blank"]
+    widget.model.value = "nuclei-maskrcnn"  # (the default nuclei model records its diameter)
     bundle = widget.bundle()
     options = widget.settings(bundle)
     assert options == {"score_threshold": 0.5}

@@ -74,9 +74,24 @@ def drop_files(page, files):
         page.dispatch_event("#dropzone", event, {"dataTransfer": dt})
 
 
+def wait_until(page, expression: str, arg=None, *, timeout: float = 30_000) -> None:
+    """Wait until ``expression`` (a JS function of ``arg``, or an expression) is true, polling
+    from Python: Playwright's in-page polling compiles strings, which the page's CSP (no
+    'unsafe-eval') refuses and reports as a console error."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        if page.evaluate(expression, arg) if arg is not None else page.evaluate(expression):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout / 1000:.0f} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def set_threshold(page, value: float) -> None:
     page.eval_on_selector("#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
-    page.wait_for_function("v => Math.abs(window.__morphoscope.state.threshold - v) < 1e-9", arg=value)
+    wait_until(page, "v => Math.abs(window.__morphoscope.state.threshold - v) < 1e-9", value)
     page.wait_for_timeout(250)  # the table and counts follow after a short debounce
 
 
@@ -283,7 +298,7 @@ def test_stack_gets_a_slice_selector(page, live_url, sample_paths):
     assert page.inner_text("#slice-value") == "2 / 3"  # the middle slice first
     assert page.evaluate("window.__morphoscope.state.images[0].result.slice") == 1
     page.eval_on_selector("#slice", "el => { el.value = 2; el.dispatchEvent(new Event('input')); }")
-    page.wait_for_function("""() => { const e = window.__morphoscope.state.images[0];
+    wait_until(page, """() => { const e = window.__morphoscope.state.images[0];
         return e.status === 'done' && e.result && e.result.slice === 2; }""", timeout=240_000)
     assert page.inner_text("#slice-value") == "3 / 3"
     assert "slice 3/3" in page.inner_text(".image-item .status")
@@ -314,7 +329,7 @@ def test_the_page_follows_what_results_hold_not_the_task(page, live_url, manager
     requests = []
     page.on("request", lambda r: requests.append(r.url) if "/api/" in r.url else None)
     set_threshold(page, 0.7)
-    page.wait_for_function("document.getElementById('shown-count').dataset.shown === '1'")
+    wait_until(page, "document.getElementById('shown-count').dataset.shown === '1'")
     assert any("labels.bin?threshold=0.7" in u for u in requests), requests
     assert table_count(page) == 1
     assert "probability" in page.inner_text("#dl-threshold")
@@ -360,7 +375,7 @@ def test_a_newly_dropped_image_is_the_one_shown(page, live_url):
     page.wait_for_selector('.image-item[data-key="1"]')
     assert page.inner_text(".image-item.current .title") == "a.png"
     drop_files(page, [("b.png", png_bytes(np.full((40, 50), 99, np.uint8)), "image/png")])
-    page.wait_for_function("window.__morphoscope.state.images.length === 2")
+    wait_until(page, "window.__morphoscope.state.images.length === 2")
     assert page.inner_text(".image-item.current .title") == "b.png"
     assert page.evaluate("window.__morphoscope.state.current") == 2
 
@@ -447,7 +462,7 @@ def test_pixel_size_takes_a_decimal_comma_and_refuses_nonsense_visibly(page, liv
     page.wait_for_selector('.image-item[data-status="done"] >> nth=1')
     page.fill("#pixel-size", "0,65")
     page.press("#pixel-size", "Enter")
-    page.wait_for_function("window.__morphoscope.state.pixelSize === 0.65")
+    wait_until(page, "window.__morphoscope.state.pixelSize === 0.65")
     assert page.input_value("#pixel-size") == "0.65"
     assert "0.65 µm per pixel" in page.inner_text("#pixel-size-hint")
     for bad in ("1,234.5", "65 px", "1e9"):
