@@ -26,8 +26,10 @@ from morphoscope.io.atomic import atomic_write
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "nuclei"
-#: shipped model name -> file stem in WEIGHTS_DIR (``.safetensors`` + ``.json``)
-SHIPPED = {"nuclei": "nuclei_maskrcnn_r18"}
+#: shipped model name -> file stem in WEIGHTS_DIR (``.safetensors`` + ``.json``): ``nuclei`` is
+#: the generalist semantic FPN (fluorescence, brightfield, H&E; any scale: docs/models.md),
+#: ``nuclei-maskrcnn`` the earlier BBBC039-only Mask R-CNN
+SHIPPED = {"nuclei": "nuclei_fpn_r18_generalist", "nuclei-maskrcnn": "nuclei_maskrcnn_r18"}
 FORMAT = 2
 
 

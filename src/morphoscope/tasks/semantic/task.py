@@ -231,7 +231,9 @@ class SemanticInference(Inference):
         lo = SIZE_BINS[i]
         before = cdf[i - 1] if i else 0.0
         frac = (0.5 - before) / max(cdf[i] - before, 1e-9)
-        return float(self.diameter * 2.0 ** (lo + frac * (SIZE_BINS[1] - SIZE_BINS[0])))
+        d = float(self.diameter * 2.0 ** (lo + frac * (SIZE_BINS[1] - SIZE_BINS[0])))
+        # the size head's bias, measured on validation images (extra.diameter_calibration)
+        return d * float(self.bundle.extra.get("diameter_calibration", 1.0))
 
     def finish(self, objects, maps, class_scores, summaries=()):
         """The out-of-distribution check: the windows' pooled encoder features, averaged over the
