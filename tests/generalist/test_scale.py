@@ -143,3 +143,20 @@ def test_per_plane_diameter_off_and_refusals(separated):
         Predictor(oracle(), diameter="big")
     with pytest.raises(InputError, match="positive"):
         Predictor(oracle(), diameter=-3)
+
+
+def test_predictions_json_records_each_images_scale(separated, tmp_path):
+    """A user can see in predictions.json what scale each image was predicted at."""
+    import json
+
+    import tifffile
+
+    from morphoscope.prediction.predict import predict
+
+    lab, mask = separated
+    tifffile.imwrite(tmp_path / "given.tif", mask)
+    out = predict([tmp_path / "given.tif"], tmp_path / "out", model=oracle(), diameter=MODEL_DIAMETER / 2)
+    entry = json.loads((out / "predictions.json").read_text())["images"][0]
+    assert entry["morphoscope"] == {"scale": 2.0, "scale_from": "diameter", "diameter": MODEL_DIAMETER / 2}
+    out = predict([tmp_path / "given.tif"], tmp_path / "off", model=oracle(), diameter="off")
+    assert "morphoscope" not in json.loads((out / "predictions.json").read_text())["images"][0]

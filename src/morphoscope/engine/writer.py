@@ -362,7 +362,7 @@ class OutputFolder:
         for (res, objs, labels, classes, scores, off), plane, pidx in zip(
                 per_plane, planes, np.ndindex(*item.plane_shape) if stacked else [()]):
             h, w = res.shape
-            entry = {"file_name": item.file_name, "height": int(h), "width": int(w)}
+            entry = {"file_name": item.file_name, "height": int(h), "width": int(w), **_scale_entry(res)}
             if stacked:
                 entry["plane"] = {a: int(i) for a, i in zip(item.plane_axes, pidx)}
             image_anns = []
@@ -472,7 +472,7 @@ class OutputFolder:
             z1 = z0 + np.array([c.shape[0] for c in objs.crops], np.int64)
             for z in range(nz):
                 idx = plane_of(res, z)
-                entry = {"file_name": item.file_name, "height": int(h), "width": int(w),
+                entry = {"file_name": item.file_name, "height": int(h), "width": int(w), **_scale_entry(res),
                          "plane": {a: int(i) for a, i in zip(item.plane_axes, idx)}}
                 anns = []
                 for i in np.flatnonzero((z0 <= z) & (z1 > z)):
@@ -535,7 +535,7 @@ class OutputFolder:
 
         write_png(self.out / f"{item.name}_overlay.png", overlay(small, lab_small, cls_small), overwrite=True)
         anns = [coco_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1) for i in range(n)]
-        entry = {"file_name": item.file_name, "height": int(shape[0]), "width": int(shape[1])}
+        entry = {"file_name": item.file_name, "height": int(shape[0]), "width": int(shape[1]), **_scale_entry(res)}
         table = self._measure_blocks(objs, numbers, reader, item, res) if self.measure else None
         if self.exports:
             raise InputError(f"exports are not written for images above {LARGE_PIXELS} pixels yet",
@@ -657,6 +657,19 @@ class OutputFolder:
             json.dump({**self.info, **self.info.get("settings", {}), "class_names": self.class_names,
                        "images": len(rows)}, fh, indent=2)
             fh.write("\n")
+
+
+def _scale_entry(res: ImageResult) -> dict:
+    """How the image was scaled for the model (``scale`` = model pixels per input pixel, the
+    object ``diameter`` in input pixels, where it came from), for a COCO image entry: a user can
+    see what the automatic size estimate chose. Empty when the model ran at the input's scale."""
+    st = res.settings
+    if st.get("scale_from") in (None, "off") and float(st.get("scale", 1.0)) == 1.0:
+        return {}
+    out = {"scale": round(float(st.get("scale", 1.0)), 6), "scale_from": st.get("scale_from")}
+    if st.get("diameter") is not None:
+        out["diameter"] = round(float(st["diameter"]), 3)
+    return {"morphoscope": out}
 
 
 #: bytes per pixel the whole-array writer needs at its peak (image, labels, overlay, measurement)
