@@ -28,7 +28,7 @@ from morphoscope.engine.task import (
 )
 from morphoscope.errors import ConfigError, InputError
 from morphoscope.tasks.detection.config import DetectionConfig
-from morphoscope.tasks.instance.task import model_input
+from morphoscope.tasks.instance.task import load_datasets, model_input, rcnn_loss
 
 #: score thresholds validation chooses from
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -124,16 +124,11 @@ class DetectionTask(Task):
                                    "chosen on the validation images, else 0.5)"}
 
     def training_plan(self, cfg, *, seed, world):
-        from morphoscope.formats import load_instance_dataset
         from morphoscope.tasks.detection.data import BoxCropDataset, collate
 
         t = cfg.train
-        train_ds = load_instance_dataset(cfg.data.train, class_name=cfg.data.class_name)
+        train_ds, val_ds = load_datasets(cfg.data)
         train_ds.require_objects()
-        val_ds = load_instance_dataset(cfg.data.val, class_name=cfg.data.class_name) if cfg.data.val else None
-        if val_ds is not None and val_ds.class_names != train_ds.class_names:
-            raise ConfigError(f"validation classes {val_ds.class_names} differ from training classes "
-                              f"{train_ds.class_names}", path=cfg.data.val)
         class_names = list(train_ds.class_names)
         if cfg.data.score_class is not None and cfg.data.score_class not in class_names:
             raise ConfigError(f"data.score_class '{cfg.data.score_class}' is not a class of the data "
@@ -143,13 +138,6 @@ class DetectionTask(Task):
                                augment=cfg.augment, normalize=cfg.data.normalize, seed=seed,
                                min_size=cfg.data.min_box_size, min_visible=cfg.data.min_visible)
         normalize = cfg.data.normalize.model_dump()
-
-        def loss(model, batch, device):
-            images, targets = batch
-            images = [im.to(device, non_blocking=True) for im in images]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in tg.items()} for tg in targets]
-            return model(images, targets)
-
         validate = None
         if val_ds is not None:
             def validate(model, device):
@@ -164,7 +152,7 @@ class DetectionTask(Task):
                 return Validation(metrics, score=-1.0 if score is None else float(score), extra=extra)
 
         return TrainingPlan(config=cfg, class_names=class_names, normalize=normalize, dataset=crops,
-                            collate=collate, loss=loss, iters_per_epoch=iters, validate=validate,
+                            collate=collate, loss=rcnn_loss, iters_per_epoch=iters, validate=validate,
                             nonfinite_hint="lower train.lr, raise train.warmup_iters, or check the boxes")
 
 

@@ -22,8 +22,12 @@ class InstanceDataConfig(Strict):
     min_object_area: int = Field(4, ge=0, description="objects smaller than this (pixels) after cropping are dropped")
 
 
-class MaskRCNNModelConfig(Strict):
-    architecture: Literal["maskrcnn"] = "maskrcnn"
+class RCNNModelConfig(Strict):
+    """What Mask R-CNN (``instance``) and Faster R-CNN (``detection``) share: the ResNet FPN
+    backbone, anchors, the region proposal network and the box head. The defaults are Mask
+    R-CNN's for dense nuclei; the detection task overrides a few."""
+
+    architecture: str
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet18"
     pretrained: Literal["none", "imagenet", "coco"] = "none"
     weights: Path | None = Field(None, description="local weights file (offline path); backbone-only or full model state dict")
@@ -38,12 +42,10 @@ class MaskRCNNModelConfig(Strict):
     rpn_pre_nms_top_n_train: int = 3000
     rpn_post_nms_top_n_train: int = 2000
     box_batch_size_per_image: int = 256
-    fpn_channels: int = Field(256, ge=16, description="FPN width; 128 makes CPU training ~2x faster")
+    fpn_channels: int = Field(256, ge=16, description="FPN width; 64-128 make CPU training several times faster")
     box_head_size: int = Field(1024, ge=16, description="hidden size of the two-layer box head")
-    mask_head_layers: list[int] = Field([256, 256, 256, 256], min_length=1)
-    box_score_thresh: float = Field(0.05, ge=0, le=1)
+    box_score_thresh: float = Field(0.05, ge=0, le=1, description="lowest score the model outputs (kept for AP and for moving the threshold later)")
     box_nms_thresh: float = Field(0.4, gt=0, le=1)
-    mask_threshold: float = Field(0.5, gt=0, lt=1)
 
     @field_validator("anchor_sizes")
     @classmethod
@@ -51,6 +53,12 @@ class MaskRCNNModelConfig(Strict):
         if len(v) != 5:
             raise ValueError("anchor_sizes needs one size per FPN level: 5 values")
         return v
+
+
+class MaskRCNNModelConfig(RCNNModelConfig):
+    architecture: Literal["maskrcnn"] = "maskrcnn"
+    mask_head_layers: list[int] = Field([256, 256, 256, 256], min_length=1)
+    mask_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class InstanceConfig(Strict):

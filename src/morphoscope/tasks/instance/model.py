@@ -21,7 +21,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import misc as misc_ops
 
-from morphoscope.tasks.instance.config import MaskRCNNModelConfig
+from morphoscope.tasks.instance.config import MaskRCNNModelConfig, RCNNModelConfig
 from morphoscope.errors import ConfigError
 
 
@@ -78,13 +78,17 @@ def _norm_layer(kind: str):
     return nn.BatchNorm2d
 
 
-def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=None, image_std=None) -> MaskRCNN:
-    """Build the network. ``num_classes`` counts the foreground classes (background is added).
+def build_rcnn(cfg: RCNNModelConfig, num_classes: int, model_class, *, coco_weights: str, image_mean=None,
+               image_std=None, **heads):
+    """A torchvision R-CNN (``model_class``: MaskRCNN or FasterRCNN) set up for microscopy: ResNet
+    FPN backbone of ``cfg.fpn_channels``, one anchor size per FPN level, BatchNorm that trains
+    from scratch (frozen when a pretrained backbone is partly frozen), narrow box head, one fixed
+    input scale. ``heads`` are the extra heads of ``model_class`` (Mask R-CNN's mask head).
 
     ``pretrained: imagenet`` downloads torchvision's ImageNet backbone weights (online only);
-    ``weights: FILE`` loads a local file instead (offline), either a backbone ``state_dict`` or a
-    whole morphoscope/torchvision Mask R-CNN ``state_dict`` (heads of another class count are
-    skipped).
+    ``coco`` torchvision's ``coco_weights`` (a weights enum of ``torchvision.models.detection``,
+    resnet50 only); ``weights: FILE`` loads a local file instead (offline), either a backbone
+    ``state_dict`` or a whole-model ``state_dict`` (heads of another class count are skipped).
     """
     backbone_weights = None
     if cfg.pretrained == "imagenet" and cfg.weights is None:
@@ -92,9 +96,10 @@ def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=Non
 
         backbone_weights = get_model_weights(cfg.backbone).DEFAULT
     if cfg.pretrained == "coco" and cfg.weights is None and cfg.backbone != "resnet50":
-        raise ConfigError("pretrained: coco exists for backbone resnet50 only (torchvision's maskrcnn_resnet50_fpn)")
-    norm = _norm_layer("frozen_batch" if cfg.pretrained != "none" and cfg.norm == "batch" and cfg.trainable_layers < 5 else cfg.norm)
-    resnet = resnet_models.__dict__[cfg.backbone](weights=backbone_weights, norm_layer=norm)
+        raise ConfigError(f"pretrained: coco exists for backbone resnet50 only (torchvision's {coco_weights})")
+    frozen = cfg.pretrained != "none" and cfg.norm == "batch" and cfg.trainable_layers < 5
+    resnet = resnet_models.__dict__[cfg.backbone](weights=backbone_weights,
+                                                  norm_layer=_norm_layer("frozen_batch" if frozen else cfg.norm))
     backbone = _resnet_fpn_extractor(resnet, cfg.trainable_layers, norm_layer=None)
     if cfg.fpn_channels != backbone.out_channels:
         backbone.fpn = FeaturePyramidNetwork(
@@ -102,7 +107,7 @@ def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=Non
         backbone.out_channels = cfg.fpn_channels
     anchors = AnchorGenerator(sizes=tuple((s,) for s in cfg.anchor_sizes),
                               aspect_ratios=(tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
-    model = MaskRCNN(
+    model = model_class(
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
@@ -116,19 +121,29 @@ def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=Non
         box_nms_thresh=cfg.box_nms_thresh,
         box_head=TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.box_head_size),
         box_predictor=FastRCNNPredictor(cfg.box_head_size, num_classes + 1),
-        mask_head=MaskRCNNHeads(cfg.fpn_channels, cfg.mask_head_layers, 1),
-        mask_predictor=MaskRCNNPredictor(cfg.mask_head_layers[-1], cfg.mask_head_layers[-1], num_classes + 1),
+        **heads,
     )
-    mean = image_mean if image_mean is not None else ([0.485, 0.456, 0.406] if cfg.pretrained != "none" else [0.5] * 3)
-    std = image_std if image_std is not None else ([0.229, 0.224, 0.225] if cfg.pretrained != "none" else [0.25] * 3)
+    pretrained = cfg.pretrained != "none"
+    mean = image_mean if image_mean is not None else ([0.485, 0.456, 0.406] if pretrained else [0.5] * 3)
+    std = image_std if image_std is not None else ([0.229, 0.224, 0.225] if pretrained else [0.25] * 3)
     model.transform = FixedScaleTransform(cfg.scale, mean, std)
     if cfg.pretrained == "coco" and cfg.weights is None:
-        from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+        from torchvision.models import detection
 
-        _load_partial(model, MaskRCNN_ResNet50_FPN_Weights.DEFAULT.get_state_dict(progress=True), source="COCO weights")
+        weights = getattr(detection, coco_weights).DEFAULT
+        _load_partial(model, weights.get_state_dict(progress=True), source="COCO weights")
     if cfg.weights is not None:
         load_weights_file(model, cfg.weights)
     return model
+
+
+def build_maskrcnn(cfg: MaskRCNNModelConfig, num_classes: int, *, image_mean=None, image_std=None) -> MaskRCNN:
+    """Mask R-CNN; ``num_classes`` counts the foreground classes (background is added)."""
+    return build_rcnn(cfg, num_classes, MaskRCNN, coco_weights="MaskRCNN_ResNet50_FPN_Weights",
+                      image_mean=image_mean, image_std=image_std,
+                      mask_head=MaskRCNNHeads(cfg.fpn_channels, cfg.mask_head_layers, 1),
+                      mask_predictor=MaskRCNNPredictor(cfg.mask_head_layers[-1], cfg.mask_head_layers[-1],
+                                                       num_classes + 1))
 
 
 def load_weights_file(model: MaskRCNN, path: Path) -> None:

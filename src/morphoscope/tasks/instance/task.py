@@ -131,28 +131,16 @@ class InstanceTask(Task):
                 "mask_threshold": "mask-head probability that makes a pixel part of an object (default from the model)"}
 
     def training_plan(self, cfg, *, seed, world):
-        from morphoscope.formats import load_instance_dataset
         from morphoscope.tasks.instance.data import InstanceCropDataset, collate
 
         t = cfg.train
-        train_ds = load_instance_dataset(cfg.data.train, class_name=cfg.data.class_name)
-        val_ds = load_instance_dataset(cfg.data.val, class_name=cfg.data.class_name) if cfg.data.val else None
-        if val_ds is not None and val_ds.class_names != train_ds.class_names:
-            raise ConfigError(f"validation classes {val_ds.class_names} differ from training classes "
-                              f"{train_ds.class_names}", path=cfg.data.val)
+        train_ds, val_ds = load_datasets(cfg.data)
         iters = t.iters_per_epoch or max(1, len(train_ds) // (t.batch_size * world))
         crops = InstanceCropDataset(train_ds, crop_size=t.crop_size, length=iters * t.batch_size * world,
                                     augment=cfg.augment, normalize=cfg.data.normalize, seed=seed,
                                     min_area=cfg.data.min_object_area)
         class_names = list(train_ds.class_names)
         normalize = cfg.data.normalize.model_dump()
-
-        def loss(model, batch, device):
-            images, targets = batch
-            images = [im.to(device, non_blocking=True) for im in images]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in tg.items()} for tg in targets]
-            return model(images, targets)
-
         validate = None
         if val_ds is not None:
             def validate(model, device):
@@ -161,13 +149,34 @@ class InstanceTask(Task):
                 return Validation(metrics, score=metrics["f1@0.5"])
 
         return TrainingPlan(config=cfg, class_names=class_names, normalize=normalize, dataset=crops,
-                            collate=collate, loss=loss, iters_per_epoch=iters, validate=validate)
+                            collate=collate, loss=rcnn_loss, iters_per_epoch=iters, validate=validate)
 
     def _bundle(self, model, cfg, class_names, normalize, device):
         from morphoscope.engine.bundle import ModelBundle
 
         return ModelBundle(name=cfg.name, task=self, model=model, class_names=class_names, cfg=cfg,
                            normalize=normalize, device=device)
+
+
+def load_datasets(data):
+    """The training and (optional) validation datasets of a ``data`` config section (any layout
+    :func:`~morphoscope.formats.load_instance_dataset` reads); their class names must agree."""
+    from morphoscope.formats import load_instance_dataset
+
+    train_ds = load_instance_dataset(data.train, class_name=data.class_name)
+    val_ds = load_instance_dataset(data.val, class_name=data.class_name) if data.val else None
+    if val_ds is not None and val_ds.class_names != train_ds.class_names:
+        raise ConfigError(f"validation classes {val_ds.class_names} differ from training classes "
+                          f"{train_ds.class_names}", path=data.val)
+    return train_ds, val_ds
+
+
+def rcnn_loss(model, batch, device):
+    """One training step's losses of a torchvision R-CNN: given targets, it returns its loss dict."""
+    images, targets = batch
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: v.to(device, non_blocking=True) for k, v in tg.items()} for tg in targets]
+    return model(images, targets)
 
 
 def validate_instances(bundle, dataset, *, max_images: int | None = None, score_threshold: float = 0.5) -> dict:
