@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from web_testdata import (BlockingInference, MapsInference, ScoresInference, decode_png, decode_tiff, made_up_bundle,
                           png_bytes, shipped_model_path, tiff_bytes, wait_done)
@@ -581,3 +582,37 @@ def test_labels_bin_is_gzip_of_base_labels(client, predicted, manager):
     data, dtype = job.results[0].labels_gz()
     assert np.array_equal(np.frombuffer(gzip.decompress(data), dtype).reshape(base.shape), base)
     assert len(raw) == base.size * np.dtype(dtype).itemsize
+
+
+def test_object_diameter_rescales_models_that_record_one(client, sample_paths):
+    """A job's `diameter` rescales each image to the model's object size; without it the model
+    estimates the size (close to the annotated nuclei's); models that record no size refuse it."""
+    from morphoscope.io.images import read_image, read_label_image
+    from morphoscope.samples import BBBC039
+
+    cards = {c["name"]: c for c in client.get("/api/models").json()}
+    if "nuclei" not in cards or cards["nuclei"]["diameter"] is None:
+        pytest.skip("the shipped generalist model is not installed")
+    assert cards["nuclei"]["diameter"] == 28.0 and cards["nuclei-maskrcnn"]["diameter"] is None
+    path = sample_paths[0]
+    up = client.post("/api/uploads", files={"files": (path.name, tiff_bytes(read_image(path)))}).json()[0]
+    inputs = [{"upload_id": up["upload_id"]}]
+
+    given = wait_done(client, client.post("/api/jobs", json={"inputs": inputs, "model": "nuclei",
+                                                             "diameter": 14}).json()["job_id"])
+    assert given["status"] == "done", given
+    assert given["images"][0]["scale"] == {"scale": 2.0, "scale_from": "diameter", "diameter": 14.0}
+
+    auto = wait_done(client, client.post("/api/jobs", json={"inputs": inputs, "model": "nuclei"}).json()["job_id"])
+    scale = auto["images"][0]["scale"]
+    labels = read_label_image(BBBC039 / "labels" / f"{path.stem}.png")
+    areas = np.bincount(labels.ravel())[1:]
+    annotated = float(np.median(2 * np.sqrt(areas[areas > 0] / np.pi)))
+    assert scale["scale_from"] == "estimate"
+    assert abs(scale["diameter"] / annotated - 1) < 0.2, (scale, annotated)
+
+    refused = client.post("/api/jobs", json={"inputs": inputs, "model": "nuclei-maskrcnn", "diameter": 14})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "diameter"]
+    assert "records no object diameter" in refused.json()["detail"][0]["msg"]
+    tiny = client.post("/api/jobs", json={"inputs": inputs, "model": "nuclei", "diameter": 0.5})
+    assert tiny.status_code == 422 and tiny.json()["detail"][0]["loc"] == ["body", "diameter"]

@@ -480,6 +480,35 @@ def test_pixel_size_takes_a_decimal_comma_and_refuses_nonsense_visibly(page, liv
     manager.cancel(job.id)
 
 
+def test_object_diameter_field_for_models_that_rescale(page, live_url, manager, sample_paths):
+    """The diameter field appears for a model that rescales images to its object size; a typed
+    diameter re-runs the image at it, and the hint says what the image was scaled by."""
+    from morphoscope.io.images import read_image
+
+    cards = {c["name"]: c for c in manager.catalog.cards()}
+    if cards.get("nuclei", {}).get("diameter") is None:
+        pytest.skip("the shipped generalist model is not installed")
+    page.goto(live_url)
+    page.wait_for_selector("#model-description")
+    assert page.is_hidden("#diameter-field")  # the default (Mask R-CNN) predicts at the image's scale
+    page.select_option("#model-select", "nuclei")
+    page.wait_for_selector("#diameter-field:not([hidden])")
+    crop = read_image(sample_paths[0])[:200, :260]
+    drop_files(page, [("crop.tif", tiff_bytes(crop), "image/tiff")])
+    page.wait_for_selector('.image-item[data-status="done"]', timeout=240_000)
+    assert "(estimated)" in page.inner_text("#diameter-hint")
+    page.fill("#diameter", "14,0")
+    page.press("#diameter", "Enter")
+    wait_until(page, "window.__morphoscope.state.diameter === 14")
+    page.wait_for_selector('.image-item[data-status="done"]', timeout=240_000)
+    wait_until(page, "document.querySelector('#diameter-hint').textContent.includes('(given)')")
+    assert "14.0 px (given), scaled ×2.00" in page.inner_text("#diameter-hint")
+    page.fill("#diameter", "huge")
+    page.press("#diameter", "Enter")
+    assert page.get_attribute("#diameter", "aria-invalid") == "true"
+    assert "Images keep 14 px" in page.inner_text("#diameter-hint")
+
+
 def test_model_card_and_image_warning_are_shown(page, live_url, manager):
     warning = "This image looks unlike the fluorescence nuclei the model was trained on."
     job = two_class_job(manager, warnings=[warning])

@@ -358,7 +358,7 @@ class OutputFolder:
         if all(r.maps is not None for r in results):
             self._write_maps(item, results, sizes)
         # COCO entries, one image entry per plane
-        images, anns, tables = [], [], []
+        images, tables = [], []
         for (res, objs, labels, classes, scores, off), plane, pidx in zip(
                 per_plane, planes, np.ndindex(*item.plane_shape) if stacked else [()]):
             h, w = res.shape
@@ -659,17 +659,24 @@ class OutputFolder:
             fh.write("\n")
 
 
-def _scale_entry(res: ImageResult) -> dict:
-    """How the image was scaled for the model (``scale`` = model pixels per input pixel, the
-    object ``diameter`` in input pixels, where it came from), for a COCO image entry: a user can
-    see what the automatic size estimate chose. Empty when the model ran at the input's scale."""
+def scale_record(res: ImageResult) -> dict | None:
+    """How the image was scaled for the model: ``scale`` = model pixels per input pixel,
+    ``scale_from`` (``diameter`` given, ``estimate``, ``pixel_size``, ``scale``) and the objects'
+    ``diameter`` in input pixels, so that a user sees what the automatic size estimate chose.
+    None when the model ran at the input's scale."""
     st = res.settings
     if st.get("scale_from") in (None, "off") and float(st.get("scale", 1.0)) == 1.0:
-        return {}
+        return None
     out = {"scale": round(float(st.get("scale", 1.0)), 6), "scale_from": st.get("scale_from")}
     if st.get("diameter") is not None:
         out["diameter"] = round(float(st["diameter"]), 3)
-    return {"morphoscope": out}
+    return out
+
+
+def _scale_entry(res: ImageResult) -> dict:
+    """:func:`scale_record` as the ``morphoscope`` key of a COCO image entry (or nothing)."""
+    rec = scale_record(res)
+    return {"morphoscope": rec} if rec else {}
 
 
 #: bytes per pixel the whole-array writer needs at its peak (image, labels, overlay, measurement)

@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 from morphoscope import __version__
 from morphoscope.errors import InputError, MorphoscopeError
 from morphoscope.web import exports
-from morphoscope.web.jobs import (PIXEL_SIZE_RANGE, Conflict, Invalid, JobManager, NotFound, QueueFull,
+from morphoscope.web.jobs import (DIAMETER_RANGE, PIXEL_SIZE_RANGE, Conflict, Invalid, JobManager, NotFound, QueueFull,
                                   ServerConfig, WebError, display_name, png_bytes)
 from morphoscope.web.security import REPORT_CSP, Guard, content_disposition, docs_csp
 
@@ -61,6 +61,10 @@ def _decimal_point(value):
 _PX_LO, _PX_HI = PIXEL_SIZE_RANGE
 PixelSize = Annotated[float, BeforeValidator(_decimal_point), Field(ge=_PX_LO, le=_PX_HI)]
 PIXEL_SIZE_HELP = f"µm per pixel ({_PX_LO:g} to {_PX_HI:g}; a decimal point, not a comma)"
+_D_LO, _D_HI = DIAMETER_RANGE
+Diameter = Annotated[float, BeforeValidator(_decimal_point), Field(ge=_D_LO, le=_D_HI)]
+DIAMETER_HELP = (f"the objects' median diameter in the images, pixels ({_D_LO:g} to {_D_HI:g}): each image is "
+                 "rescaled to the model's object size (models with a `diameter` only); default: estimated per image")
 Threshold = Annotated[float, Field(ge=0, le=1)]
 PXS = Annotated[PixelSize | None, Query(description=PIXEL_SIZE_HELP + " (default: the job's)")]
 
@@ -93,6 +97,9 @@ class ModelCard(BaseModel):
     threshold_kind: ThresholdKind = Field(description=THRESHOLD_KIND_HELP)
     threshold: float | None = Field(description="the model's default threshold (of `threshold_kind`), as "
                                     "`morphoscope predict` uses it")
+    diameter: float | None = Field(None, description="the object diameter (pixels) the model works at: each image is "
+                                   "rescaled so that its objects have it, from the job's `diameter` or the model's own "
+                                   "estimate; null: the model predicts at the image's scale")
     classes: list[str]
     metrics: dict[str, float] = Field(description="validation metrics stored with the model")
     backbone: str | None = None
@@ -144,6 +151,7 @@ class JobRequest(BaseModel):
         "probability; default: the model's own); every output endpoint takes another one as ?threshold=")
     pixel_size: PixelSize | None = Field(None, description=PIXEL_SIZE_HELP + "; default: from the TIFF "
                                          "metadata, else pixels")
+    diameter: Diameter | None = Field(None, description=DIAMETER_HELP)
 
 
 _FILES = Annotated[list[bytes], WithJsonSchema(
@@ -160,6 +168,7 @@ class PredictForm(BaseModel):
     model: str | None = Field(None, description="model id; default: the server's first model")
     score_threshold: Threshold | None = None
     pixel_size: PixelSize | None = Field(None, description=PIXEL_SIZE_HELP)
+    diameter: Diameter | None = Field(None, description=DIAMETER_HELP)
     slice: int = Field(0, ge=0, description="plane of stacks")
     wait: float | None = Field(None, ge=0, le=3600, description="seconds to wait for the result before "
                                "answering 202 with the job (default: the server's --sync-wait)")
@@ -189,6 +198,10 @@ class ImageSummary(BaseModel):
     predicted_class: str | None = Field(None, description="classes: the most probable class")
     predicted: list[str] | None = Field(None, description="classes: the classes the model decides for (its thresholds)")
     probabilities: dict[str, float] | None = Field(None, description="classes: each class's probability")
+    scale: dict[str, Any] | None = Field(None, description="how the image was rescaled for the model: `scale` (model "
+                                         "pixels per image pixel), `scale_from` (`diameter` given, `estimate`, "
+                                         "`pixel_size`), `diameter` (the objects' median diameter in the image, "
+                                         "pixels); null: predicted at the image's scale")
     outputs: dict[str, Any] = Field(description="URLs of this image's outputs (which exist depends on `kind`)")
 
 
@@ -410,7 +423,8 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
                            "max_total_mb": c.max_total_mb,
                            "max_queue": c.max_queue, "max_images_per_job": c.max_images_per_job,
                            "keep_minutes": c.keep_minutes, "sync_wait_s": c.sync_wait_s,
-                           "pixel_size_min_um": _PX_LO, "pixel_size_max_um": _PX_HI},
+                           "pixel_size_min_um": _PX_LO, "pixel_size_max_um": _PX_HI,
+                           "diameter_min_px": _D_LO, "diameter_max_px": _D_HI},
                 "token_required": bool(c.token),
                 "default_model": manager.catalog.default_id, "queue": manager.busy(),
                 "links": {"page": "/", "openapi": "/openapi.json", "docs": "/docs",
@@ -554,7 +568,8 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
         """Queues the model on the uploads; poll `GET /api/jobs/{job_id}`."""
         session = owner(request)
         job = manager.submit([(i.upload_id, i.slice) for i in req.inputs], model=req.model,
-                             score_threshold=req.score_threshold, pixel_size=req.pixel_size, owner=session)
+                             score_threshold=req.score_threshold, pixel_size=req.pixel_size,
+                             diameter=req.diameter, owner=session)
         return manager.status(job.id, session)
 
     @app.post("/api/predict", response_model=JobStatus, tags=["jobs"],
@@ -575,7 +590,8 @@ def create_app(config: ServerConfig | None = None, *, manager: JobManager | None
                 raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
                                               for e in exc.errors(include_url=False, include_context=False)]) from None
             job = manager.submit([(u.id, min(params.slice, u.pages - 1)) for u in ups], model=params.model,
-                                 score_threshold=params.score_threshold, pixel_size=params.pixel_size, owner=session)
+                                 score_threshold=params.score_threshold, pixel_size=params.pixel_size,
+                                 diameter=params.diameter, owner=session)
         except BaseException:
             for u in ups:
                 manager.delete_upload(u.id)

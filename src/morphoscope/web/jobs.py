@@ -39,7 +39,7 @@ import numpy as np
 
 from morphoscope.engine.objects import Objects
 from morphoscope.engine.result import ImageResult as EngineResult
-from morphoscope.engine.writer import label_arrays
+from morphoscope.engine.writer import label_arrays, scale_record
 from morphoscope.errors import ConfigError, InputError, MorphoscopeError
 
 log = logging.getLogger("morphoscope.web")
@@ -140,6 +140,7 @@ class ServerConfig:
 
 MAX_NAME_BYTES = 200  # a file name's stem in UTF-8: outputs add suffixes, file systems stop at 255
 PIXEL_SIZE_RANGE = (1e-4, 1e3)  # µm per pixel: electron microscopy to whole-slide overviews
+DIAMETER_RANGE = (2.0, 2000.0)  # object diameters (pixels) a model can be rescaled to
 
 
 def display_name(name: str, default: str = "image") -> str:
@@ -371,11 +372,13 @@ def result_kind(task_name) -> str | None:
 def model_traits(ckpt: dict) -> dict:
     """What a model's results will hold, from its checkpoint alone (no network is built):
     ``kind`` ("objects" or "classes"), ``threshold_kind`` ("score", "probability" or None) and the
-    default ``threshold``, as the prediction engine sets them for that model."""
+    default ``threshold``, as the prediction engine sets them for that model, and the object
+    ``diameter`` (pixels) it rescales images to (None: it predicts at the image's scale)."""
     from morphoscope.engine.bundle import ModelBundle
     from morphoscope.tasks import get_task, parse_config
 
-    traits = {"kind": result_kind(ckpt.get("task")) or "objects", "threshold_kind": None, "threshold": None}
+    traits = {"kind": result_kind(ckpt.get("task")) or "objects", "threshold_kind": None, "threshold": None,
+              "diameter": None}
     try:
         task = get_task(str(ckpt.get("task")))
         bundle = ModelBundle(name="card", task=task, model=None, class_names=list(ckpt["class_names"]),
@@ -388,7 +391,8 @@ def model_traits(ckpt: dict) -> dict:
         return traits
     threshold = inference.threshold
     traits.update(threshold_kind=inference.threshold_kind,
-                  threshold=float(threshold) if threshold is not None else None)
+                  threshold=float(threshold) if threshold is not None else None,
+                  diameter=float(inference.diameter) if inference.diameter else None)
     return traits
 
 
@@ -757,7 +761,8 @@ class ImageResult:
         d = {"index": self.index, "name": self.name, "upload_id": self.upload_id, "slice": self.slice,
              "task": self.task, "kind": self.kind, "threshold_kind": self.threshold_kind,
              "height": self.height, "width": self.width, "pixel_size_um": self.pixel_size,
-             "seconds": round(self.seconds, 3), "warnings": list(self.warnings), "outputs": self.outputs(job_id)}
+             "seconds": round(self.seconds, 3), "warnings": list(self.warnings), "outputs": self.outputs(job_id),
+             "scale": scale_record(self.result)}
         if self.live_threshold:
             d["n_detections"] = len(self.base().objects)
         if self.kind == "objects":
@@ -809,6 +814,7 @@ class Job:
     kind: str = "objects"  # what the model's results hold: "objects" or "classes"
     threshold_kind: str | None = "score"  # what the threshold thresholds: "score", "probability" or None
     pixel_size: float | None = None
+    diameter: float | None = None  # the objects' diameter in the images (px); None: estimated (models with one)
     status: str = "queued"  # queued, running, done, failed, cancelled
     stage: str = "waiting in the queue"
     progress: float = 0.0
@@ -1048,7 +1054,7 @@ class JobManager:
     # ---- jobs ------------------------------------------------------------------------------
     def submit(self, inputs: list[tuple[str, int]], *, model: str | None = None,
                score_threshold: float | None = None, pixel_size: float | None = None,
-               owner: str | None = None) -> Job:
+               diameter: float | None = None, owner: str | None = None) -> Job:
         """Queue a prediction job. Raises NotFound (model, upload), Invalid (bad values) or
         QueueFull (the queue holds ``max_queue`` jobs)."""
         card = self.catalog.card(model)
@@ -1070,10 +1076,18 @@ class JobManager:
             lo, hi = PIXEL_SIZE_RANGE
             raise Invalid(f"pixel size must be between {lo:g} and {hi:g} µm, got {pixel_size}",
                           loc=("body", "pixel_size"))
+        if diameter is not None:
+            if card.get("diameter") is None:
+                raise Invalid(f"model '{card['id']}' predicts at the image's own scale (it records no object "
+                              "diameter); leave the diameter empty", loc=("body", "diameter"))
+            if not (np.isfinite(diameter) and DIAMETER_RANGE[0] <= diameter <= DIAMETER_RANGE[1]):
+                lo, hi = DIAMETER_RANGE
+                raise Invalid(f"object diameter must be between {lo:g} and {hi:g} pixels, got {diameter}",
+                              loc=("body", "diameter"))
         job = Job(id=uuid.uuid4().hex[:16], model_id=card["id"], task=card["task"], class_names=card["classes"],
                   inputs=[(u, int(s)) for u, s in inputs], score_threshold=float(score_threshold),
                   kind=card.get("kind", "objects"), threshold_kind=card.get("threshold_kind"),
-                  pixel_size=pixel_size, owner=owner)
+                  pixel_size=pixel_size, diameter=diameter, owner=owner)
         with self._lock:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -1195,7 +1209,7 @@ class JobManager:
         from morphoscope.engine.predictor import Predictor
 
         bundle = self.catalog.load(job.model_id)
-        predictor = Predictor(bundle, keep_maps=True)
+        predictor = Predictor(bundle, keep_maps=True, diameter=job.diameter)
         job.kind, job.threshold_kind = bundle.task.result_kind, predictor.inference.threshold_kind
         n = len(job.inputs)
         for i, (uid, sl) in enumerate(job.inputs):

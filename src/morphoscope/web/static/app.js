@@ -27,6 +27,7 @@
     info: null, models: [], examples: [], modelId: null, defs: {},
     images: [], current: null, nextKey: 1,
     threshold: 0.5, classVisible: {}, style: "outline", opacity: 0.4, pixelSize: null, pixelSizeError: null,
+    diameter: null, diameterError: null,
     scope: "image", tab: "table", sort: { col: null, dir: -1 },
     hover: 0, selected: 0,
     view: { s: 1, tx: 0, ty: 0, fitted: true },
@@ -262,6 +263,7 @@
     S.classVisible = {};
     m.classes.forEach((_, i) => { S.classVisible[i + 1] = true; });
     $("threshold").value = S.threshold;
+    $("diameter-field").hidden = !m.diameter;
     renderModelCard();
   }
 
@@ -356,6 +358,8 @@
     if (e.key === S.current) updateAll();
     const body = { inputs: [{ upload_id: e.upload.upload_id, slice: e.slice }], model: S.modelId };
     if (S.pixelSize) body.pixel_size = S.pixelSize;
+    const m = model();
+    if (S.diameter && m && m.diameter) body.diameter = S.diameter;
     for (let attempt = 0; ; attempt++) {
       try {
         const st = await postJSON("/api/jobs", body);
@@ -1150,6 +1154,31 @@
       : fromFile ? "Pixel size read from the file; type another to override." : "Leave empty to measure in pixels.";
   }
 
+  /** The diameter field's hint: what the model used for the image shown (given or estimated). */
+  function renderDiameterHint() {
+    if (S.diameterError) return;  // the refusal stays until the field is corrected
+    const e = current(), sc = e && e.status === "done" && e.result && e.result.scale;
+    let text = S.diameter ? `Objects ${S.diameter} px across: each image is rescaled to the model's size.`
+      : "Leave empty: the model estimates it in each image.";
+    if (sc && sc.diameter) {
+      const how = sc.scale_from === "estimate" ? "estimated" : "given";
+      text += ` This image: ${sc.diameter.toFixed(1)} px (${how}), scaled ×${sc.scale.toPrecision(3)}.`;
+    }
+    $("diameter-hint").textContent = text;
+  }
+
+  /** The diameter field: a positive number of pixels (decimal comma allowed), or empty for the
+   * model's own estimate. */
+  function parseDiameter(text) {
+    const t = text.trim().replace(/\s+/g, "").replace(/px$/i, "").replace(/^(\d*),(\d+)$/, "$1.$2");
+    if (t === "") return { value: null };
+    const v = /^(\d+\.?\d*|\.\d+)$/.test(t) ? Number(t) : NaN;
+    const lim = S.info ? S.info.limits : {};
+    const lo = lim.diameter_min_px || 2, hi = lim.diameter_max_px || 2000;
+    if (!(v >= lo && v <= hi)) return { error: `“${text}” is not an object diameter; type the objects' typical width in pixels (${lo} to ${hi}), or leave it empty.` };
+    return { value: v };
+  }
+
   /** The pixel-size field: a decimal point or a decimal comma ("0,65" is 0.65); anything else,
    * or a value no microscope gives, is refused in words rather than read as something else. */
   function parsePixelSize(text) {
@@ -1556,6 +1585,7 @@
     renderDisplayPanel();
     renderStackPanel();
     renderMeasurePanel();
+    renderDiameterHint();
     renderDownloads();
     renderProgress();
     renderTable();
@@ -1644,6 +1674,19 @@
       e.stage = "waiting for the slice";
       renderProgress();
       runSlice(e);
+    });
+    $("diameter").addEventListener("change", () => {
+      const inp = $("diameter"), hint = $("diameter-hint");
+      const { value, error } = parseDiameter(inp.value);
+      S.diameterError = error || null;
+      inp.setAttribute("aria-invalid", error ? "true" : "false");
+      hint.classList.toggle("error", !!error);
+      if (error) { hint.textContent = `${error} Images keep ${S.diameter ? `${S.diameter} px` : "the automatic estimate"}.`; return; }
+      if (value !== null) inp.value = String(value);
+      if (value === S.diameter) { updateAll(); return; }
+      S.diameter = value;
+      for (const e of S.images) if (e.upload) run(e);  // the model runs again at the new size
+      updateAll();
     });
     $("pixel-size").addEventListener("change", () => {
       const inp = $("pixel-size"), hint = $("pixel-size-hint");
