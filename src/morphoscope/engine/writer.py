@@ -103,11 +103,12 @@ class InputFile:
 @dataclass
 class ExportPlane:
     """One plane as the exporters see it: ``labels`` (label ``k`` is ``objects`` entry ``k - 1``,
-    numbered from ``offset + 1`` in the written label image), each object's whole mask in
+    numbered from ``offset + 1`` in the written label image; None for a plane too large to hold
+    whole, whose label images the writer paints block by block), each object's whole mask in
     ``objects`` (they may overlap), and the plane index ({} for a 2D image)."""
 
     index: dict
-    labels: np.ndarray
+    labels: np.ndarray | None
     objects: Objects
     offset: int
 
@@ -516,13 +517,17 @@ class OutputFolder:
         numbers = np.arange(1, n + 1, dtype=np.int64)
         sizes = dict(pixel_size=self._pixel_size(item, res))
         shape = tuple(res.shape)
-        _write_tiled(self.out / f"{item.name}_labels.tif", objs, numbers, shape, dtype, **sizes)
-        for k, c in enumerate(self.class_names, start=1):
-            # every pixel of every object of class k (objects of other classes on top do not cut it)
-            mine = objs.classes == k
-            lut = np.concatenate([[0], np.full(n, 255)]).astype(np.uint8)
-            _write_tiled(self.out / f"{item.name}_{safe_class_name(c)}.tif", objs.select(mine), numbers[mine],
-                         shape, np.uint8, lut=lut, **sizes)
+        _write_tiled(self.out / f"{item.name}_labels.tif", [(objs, numbers)], shape, dtype, **sizes)
+        by_class = [(objs.select(objs.classes == k), numbers[objs.classes == k])
+                    for k in range(1, len(self.class_names) + 1)]
+        lut = np.concatenate([[0], np.full(n, 255)]).astype(np.uint8)
+        for c, layer in zip(self.class_names, by_class):
+            # every pixel of every object of class k (objects of other classes on top do not cut it);
+            # a TIFF (tiled), not the PNG of smaller planes: PNG cannot be written in pieces
+            _write_tiled(self.out / f"{item.name}_{safe_class_name(c)}.tif", [layer], shape, np.uint8, lut=lut,
+                         **sizes)
+        if len(self.class_names) > 1:  # overlapping classes: one label plane per class, as for smaller planes
+            _write_tiled(self.out / f"{item.name}_labels_by_class.tif", by_class, shape, dtype, **sizes)
         _write_zarr(self.out / f"{item.name}_labels.ome.zarr", objs, numbers, shape, dtype, **sizes)
         small = reader.sample()
         step = max(1, int(round(shape[0] / small.shape[0])))
@@ -537,9 +542,11 @@ class OutputFolder:
         anns = [coco_annotation(objs.rle(i), int(objs.classes[i]), float(objs.scores[i]), i + 1) for i in range(n)]
         entry = {"file_name": item.file_name, "height": int(shape[0]), "width": int(shape[1]), **_scale_entry(res)}
         table = self._measure_blocks(objs, numbers, reader, item, res) if self.measure else None
-        if self.exports:
-            raise InputError(f"exports are not written for images above {LARGE_PIXELS} pixels yet",
-                             path=item.path)
+        if self.exports:  # exporters work from the objects' crops; the label images are written above
+            ctx = ExportItem(self.out, item, self.class_names, [ExportPlane({}, None, objs, 0)],
+                             pixel_size=sizes["pixel_size"], table=table)
+            for e in self.exports:
+                e.write_image(ctx)
         return {"name": item.name, "kind": "objects", "images": [{"entry": entry, "annotations": anns}],
                 "objects": n, "large": True}, table
 
@@ -555,28 +562,36 @@ class OutputFolder:
         size = max(4096, 4 * margin)
         centres = objs.centres()
         owner = np.floor(centres + 0.5).astype(np.int64)
+        # as measure_objects: with several classes each is measured on its own label plane, so
+        # that an object inside one of another class is measured whole
+        groups = ([np.ones(len(objs), bool)] if len(self.class_names) <= 1
+                  else [objs.classes == k for k in range(1, len(self.class_names) + 1)])
         tables = []
         for block in block_grid(shape, size=size, margin=margin):
             own = np.all([(owner[:, a] >= s.start) & (owner[:, a] < s.stop) for a, s in enumerate(block.core)], axis=0)
             if not own.any():
                 continue
-            labels = objs.paint(block.window, numbers, dtype=np.uint32)
-            labels[~np.isin(labels, numbers[own])] = 0
-            ids = numbers[own]
-            table = measure_labels(labels, image=reader.read(block.window), pixel_size=self._pixel_size(item, res),
-                                   image_name=item.name, class_names=self.class_names,
-                                   scores={int(k): float(objs.scores[k - 1]) for k in ids},
-                                   classes={int(k): int(objs.classes[k - 1]) for k in ids})
-            y0, x0 = block.offset
-            for col, off in (("centroid_row", y0), ("bbox_row_min", y0), ("bbox_row_max", y0),
-                             ("centroid_col", x0), ("bbox_col_min", x0), ("bbox_col_max", x0)):
-                if col in table:
-                    table[col] = table[col] + off
-            if "touches_border" in table:
-                table["touches_border"] = ((table["bbox_row_min"] <= 0) | (table["bbox_col_min"] <= 0)
-                                           | (table["bbox_row_max"] >= shape[0])
-                                           | (table["bbox_col_max"] >= shape[1]))
-            tables.append(table)
+            image = reader.read(block.window)
+            for mine in groups:
+                if not (own & mine).any():
+                    continue
+                labels = objs.select(mine).paint(block.window, numbers[mine], dtype=np.uint32)
+                ids = numbers[own & mine]
+                labels[~np.isin(labels, ids)] = 0
+                table = measure_labels(labels, image=image, pixel_size=self._pixel_size(item, res),
+                                       image_name=item.name, class_names=self.class_names,
+                                       scores={int(k): float(objs.scores[k - 1]) for k in ids},
+                                       classes={int(k): int(objs.classes[k - 1]) for k in ids})
+                y0, x0 = block.offset
+                for col, off in (("centroid_row", y0), ("bbox_row_min", y0), ("bbox_row_max", y0),
+                                 ("centroid_col", x0), ("bbox_col_min", x0), ("bbox_col_max", x0)):
+                    if col in table:
+                        table[col] = table[col] + off
+                if "touches_border" in table:
+                    table["touches_border"] = ((table["bbox_row_min"] <= 0) | (table["bbox_col_min"] <= 0)
+                                               | (table["bbox_row_max"] >= shape[0])
+                                               | (table["bbox_col_max"] >= shape[1]))
+                tables.append(table)
         out = concat_tables(tables)
         return out.sort_values("label", kind="stable").reset_index(drop=True) if len(out) else out
 
@@ -712,30 +727,35 @@ class _Reader:
 TILE = 1024
 
 
-def _write_tiled(path: Path, objs: Objects, numbers, shape, dtype, *, lut=None, pixel_size=None) -> None:
+def _write_tiled(path: Path, layers, shape, dtype, *, lut=None, pixel_size=None) -> None:
     """A tiled (Big)TIFF painted tile by tile from the objects (OME metadata with pixel size):
-    the label numbers, or ``lut[label]`` when a lookup table is given."""
+    ``layers`` = ``[(objects, numbers)]`` gives a ``YX`` image, several give ``CYX`` (one plane
+    each); pixels hold the label numbers, or ``lut[label]`` when a lookup table is given."""
     import tifffile
 
     h, w = shape
 
     def tiles():
-        for y in range(0, h, TILE):
-            for x in range(0, w, TILE):
-                t = objs.paint((slice(y, min(y + TILE, h)), slice(x, min(x + TILE, w))), numbers, dtype=np.uint32)
-                t = (lut[t] if lut is not None else t).astype(dtype, copy=False)
-                full = np.zeros((TILE, TILE), dtype)
-                full[: t.shape[0], : t.shape[1]] = t
-                yield full
+        for objs, numbers in layers:
+            for y in range(0, h, TILE):
+                for x in range(0, w, TILE):
+                    t = objs.paint((slice(y, min(y + TILE, h)), slice(x, min(x + TILE, w))), numbers,
+                                   dtype=np.uint32)
+                    t = (lut[t] if lut is not None else t).astype(dtype, copy=False)
+                    full = np.zeros((TILE, TILE), dtype)
+                    full[: t.shape[0], : t.shape[1]] = t
+                    yield full
 
-    meta = {"axes": "YX"}
+    several = len(layers) > 1
+    meta = {"axes": "CYX" if several else "YX"}
     if pixel_size:
         meta.update(PhysicalSizeX=float(pixel_size), PhysicalSizeY=float(pixel_size),
                     PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
     from morphoscope.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, tiles(), shape=(h, w), dtype=dtype, tile=(TILE, TILE), compression="zlib",
+        tifffile.imwrite(tmp, tiles(), shape=(len(layers), h, w) if several else (h, w), dtype=dtype,
+                         tile=(TILE, TILE), compression="zlib",
                          bigtiff=True, ome=True, metadata=meta, photometric="minisblack")
 
 

@@ -131,7 +131,7 @@ class CellProfilerTables:
         images = {}
         for p in ctx.planes:
             entry = {"plane": {a: int(i) for a, i in p.index.items()}, "FileName": item.file_name or item.name,
-                     "Height": int(p.labels.shape[0]), "Width": int(p.labels.shape[1]), "count": len(p.objects),
+                     "Height": int(p.objects.shape[0]), "Width": int(p.objects.shape[1]), "count": len(p.objects),
                      "classes": {}, "objects": []}
             images[tuple(sorted(entry["plane"].items()))] = entry
         for o in exported_objects(ctx):

@@ -79,18 +79,45 @@ def exported_objects(ctx) -> Iterator[ExportedObject]:
     for plane in ctx.planes:
         objs = plane.objects
         key = plane_key(plane.index)
-        taken: dict[int, np.ndarray] = {}  # per class: pixels of its higher-scoring objects
+        taken: dict[int, _Taken] = {}  # per class: the pixels of its higher-scoring objects
         for i in range(len(objs)):
             k = int(objs.classes[i])
             name = ctx.class_names[k - 1] if 1 <= k <= len(ctx.class_names) else str(k)
             crop = np.asarray(objs.crops[i], bool)
             y, x = (int(v) for v in objs.origins[i])
-            occupied = taken.setdefault(k, np.zeros(objs.shape, bool))[y:y + crop.shape[0], x:x + crop.shape[1]]
-            own = crop & ~occupied
-            occupied |= crop
+            own = taken.setdefault(k, _Taken()).take(crop, y, x)
             yield ExportedObject(plane=dict(plane.index), number=i + 1, label=int(plane.offset) + i + 1,
                                  class_id=k, class_name=name, score=float(objs.scores[i]), crop=own,
                                  origin=(y, x), measurements=rows.get((key, i + 1)))
+
+
+class _Taken:
+    """The pixels of the objects seen so far, without a whole-plane mask (a plane may be a whole
+    slide): a grid of cells lists the objects whose box touches each cell, so that an object is
+    compared with its neighbours only."""
+
+    CELL = 256
+
+    def __init__(self):
+        self.cells: dict[tuple[int, int], list[int]] = {}
+        self.objects: list[tuple[np.ndarray, int, int]] = []
+
+    def take(self, crop: np.ndarray, y: int, x: int) -> np.ndarray:
+        """``crop`` (at row ``y``, column ``x``) less the pixels taken before; then taken."""
+        h, w = crop.shape
+        c = self.CELL
+        cells = [(cy, cx) for cy in range(y // c, (y + h - 1) // c + 1) for cx in range(x // c, (x + w - 1) // c + 1)]
+        own = crop.copy()
+        for j in sorted({j for cell in cells for j in self.cells.get(cell, ())}):
+            other, oy, ox = self.objects[j]
+            y0, y1 = max(y, oy), min(y + h, oy + other.shape[0])
+            x0, x1 = max(x, ox), min(x + w, ox + other.shape[1])
+            if y0 < y1 and x0 < x1:
+                own[y0 - y:y1 - y, x0 - x:x1 - x] &= ~other[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        for cell in cells:
+            self.cells.setdefault(cell, []).append(len(self.objects))
+        self.objects.append((crop, y, x))
+        return own
 
 
 def record_path(records_dir: Path, export: str, name: str, suffix: str) -> Path:

@@ -51,6 +51,8 @@ class OmeZarrLabels:
     def write_image(self, ctx) -> None:
         from morphoscope.io.omezarr import write_labels_zarr
 
+        if any(p.labels is None for p in ctx.planes):
+            return  # a plane too large to hold whole: the prediction writer painted this file block by block
         labels, axes = plane_labels(ctx)
         write_labels_zarr(self.files(ctx.out, ctx.item.name)[0], labels, axes=axes, pixel_size=ctx.pixel_size,
                           z_spacing=ctx.item.z_spacing, time_interval=ctx.item.time_interval,
