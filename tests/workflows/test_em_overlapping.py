@@ -134,6 +134,13 @@ def test_organelles_inside_cells_survive_predict_evaluate_measure(slice50, tmp_p
         s = result["matching"]["0.5"]["per_class"][name]
         assert (s["tp"], s["fp"], s["fn"]) == (n[CLASSES.index(name) + 1], 0, 0), name
         assert result["coco"]["segm"]["per_class"][name] == pytest.approx(1.0), name
+    # compare's per-image counts (its bootstrap) match the same way
+    from morphoscope.compare.segmentation import KEYS, per_image_counts
+    from morphoscope.formats import load_instance_dataset
+
+    counts = per_image_counts(pred, load_instance_dataset(gt))
+    tp, fp, fn = counts[0, 3 * KEYS.index("0.5"):3 * KEYS.index("0.5") + 3]
+    assert (tp, fp, fn) == (len(masks), 0, 0)
     # without the planes (an older or foreign prediction folder) hidden organelles are missed, with a warning
     shutil.copytree(pred, tmp_path / "flat")
     (tmp_path / "flat" / "slice50_labels_by_class.tif").unlink()

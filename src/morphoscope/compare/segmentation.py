@@ -19,7 +19,7 @@ import numpy as np
 
 from morphoscope.compare.bootstrap import Statistic, ratio
 from morphoscope.errors import InputError
-from morphoscope.metrics.matching import THRESHOLDS, match, threshold_key
+from morphoscope.metrics.matching import THRESHOLDS, match, match_class_planes, threshold_key
 
 SCORE_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 KEYS = [threshold_key(t) for t in THRESHOLDS]
@@ -159,6 +159,7 @@ def per_image_counts(pred_dir: Path, dataset) -> np.ndarray:
     k1 = len(class_names) + 1
     class_aware = len(class_names) > 1
     pred_classes = _read_pred_classes(pred_dir, class_names)
+    plane_class = _plane_classes(pred_dir, class_names) if class_aware else []
     rows = []
     for s in dataset.samples:
         gt, gt_cls = s.load_label_image()
@@ -166,12 +167,39 @@ def per_image_counts(pred_dir: Path, dataset) -> np.ndarray:
         pc = pred_classes.get(s.name, {})
         if not class_aware:
             pc = {int(v): 1 for v in np.unique(pred) if v > 0}
-        m = match(gt, pred, thresholds=THRESHOLDS, gt_classes=gt_cls if class_aware else None,
-                  pred_classes=pc if class_aware else None)
+        by_class = pred_dir / f"{s.name}_labels_by_class.tif"
+        if class_aware and by_class.is_file():  # overlapping classes: as evaluate, each on its own plane
+            gt_planes, _ = s.load_class_planes(len(class_names))
+            m = match_class_planes(gt_planes, _gt_ordered_planes(by_class, plane_class, gt_planes.shape),
+                                   thresholds=THRESHOLDS)
+        else:
+            m = match(gt, pred, thresholds=THRESHOLDS, gt_classes=gt_cls if class_aware else None,
+                      pred_classes=pc if class_aware else None)
         counts = [v for key in KEYS for v in (m[key].tp, m[key].fp, m[key].fn)]
         cm = confusion_matrix(_class_map(gt, gt_cls), _class_map(pred, pc), k1)
         rows.append(np.concatenate([np.asarray(counts, np.float64), cm.ravel().astype(np.float64)]))
     return np.stack(rows)
+
+
+def _plane_classes(pred_dir: Path, class_names: list[str]) -> list[int]:
+    """The GT class (1..K, 0: none) of each plane of a folder's ``NAME_labels_by_class.tif``
+    (plane ``j - 1`` = category ``j`` of its predictions.json)."""
+    data = json.loads((pred_dir / "predictions.json").read_text())
+    index = {n: k for k, n in enumerate(class_names, start=1)}
+    names = {int(c["id"]): c["name"] for c in data.get("categories", [])}
+    return [index.get(names.get(j, ""), 0) for j in range(1, max(names, default=0) + 1)]
+
+
+def _gt_ordered_planes(path: Path, plane_class: list[int], shape) -> np.ndarray:
+    """The predicted class planes of ``path`` rearranged into GT class order."""
+    from morphoscope.io.images import read_class_planes
+
+    raw = read_class_planes(path, shape=shape[1:])
+    out = np.zeros(tuple(shape), raw.dtype)
+    for j, c in enumerate(plane_class[: raw.shape[0]]):
+        if c:
+            out[c - 1] = np.maximum(out[c - 1], raw[j])
+    return out
 
 
 def _labels_by_score(objects, grid) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -234,3 +234,27 @@ def write_png(path: str | Path, arr: np.ndarray, *, overwrite: bool = True) -> N
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=4)
     with atomic_write(path, overwrite=overwrite) as fh:
         fh.write(buf.getvalue())
+
+
+def read_class_planes(path: str | Path, *, shape=None) -> np.ndarray:
+    """``NAME_labels_by_class.tif`` of a prediction folder (models of several classes) as
+    ``(K, H, W)``: plane ``k - 1`` holds the objects of class ``k`` whole (objects of different
+    classes may overlap) under their numbers in ``NAME_labels.tif`` and ``predictions.json``.
+    ``shape``: the ``(H, W)`` the planes must have."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no {path.name}: per-class label planes are written for models of more "
+                         "than one class", path=path.parent)
+    try:
+        planes = tifffile.imread(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is an input problem
+        raise InputError(f"cannot read per-class label planes ({type(exc).__name__}: {exc})",
+                         path=path) from None
+    if planes.ndim != 3 or (shape is not None and planes.shape[1:] != tuple(shape)):
+        want = f"(K, {shape[0]}, {shape[1]})" if shape is not None else "(K, H, W)"
+        raise InputError(f"expected one 2D label plane per class {want}, got shape {planes.shape}", path=path)
+    if not np.issubdtype(planes.dtype, np.integer):
+        raise InputError(f"label planes must be integer, got {planes.dtype}", path=path)
+    return planes

@@ -427,33 +427,13 @@ def _score_stack(name, sample, *, pred_dir, pred_image, anns_by_image, cat_map, 
         raise InputError(f"{exc} in {PREDICTIONS_JSON}", path=label_path) from None
 
 
-def read_class_planes(pred_dir: str | Path, name: str, n_classes: int | None = None) -> np.ndarray:
-    """``NAME_labels_by_class.tif`` of a prediction folder as ``(K, H, W)``: plane ``k - 1``
-    holds the objects of category ``k`` of ``predictions.json`` under their ``label`` numbers."""
-    import tifffile
-
-    path = Path(pred_dir) / f"{name}{BY_CLASS_SUFFIX}"
-    if not path.is_file():
-        raise InputError(f"no {path.name}: per-class label planes are written for models of more "
-                         "than one class", path=Path(pred_dir))
-    try:
-        planes = tifffile.imread(path)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is an input problem
-        raise InputError(f"cannot read per-class label planes ({type(exc).__name__}: {exc})",
-                         path=path) from None
-    if planes.ndim != 3 or (n_classes is not None and planes.shape[0] != n_classes):
-        raise InputError(f"expected one 2D label plane per class ({n_classes or 'K'}, H, W), got "
-                         f"shape {planes.shape}", path=path)
-    if not np.issubdtype(planes.dtype, np.integer):
-        raise InputError(f"label planes must be integer, got {planes.dtype}", path=path)
-    return planes
-
-
 def prediction_class_planes(path: Path, anns: list[dict], cat_map: dict[int, int], n_classes: int,
                        shape) -> np.ndarray:
     """The predicted class planes in GT class order (plane ``c - 1`` = GT class ``c``), checked
     against ``predictions.json``: every label of plane ``j - 1`` is an object of category ``j``."""
-    raw = read_class_planes(path.parent, path.name[: -len(BY_CLASS_SUFFIX)])
+    from morphoscope.io.images import read_class_planes
+
+    raw = read_class_planes(path)
     if raw.shape[1:] != tuple(shape):
         raise InputError(f"size {raw.shape[1:]} differs from the GT image {tuple(shape)}", path=path)
     if raw.shape[0] != len(cat_map):

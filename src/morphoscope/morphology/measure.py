@@ -564,7 +564,9 @@ def _measure_one(job: dict) -> pd.DataFrame:
                 f"{ip.name} is {image.shape[0]}x{image.shape[1]}", path=lp)
     planes = [labels]
     if job.get("by_class_path"):  # overlapping classes: each class's objects on their own plane
-        planes = read_class_planes(Path(job["by_class_path"]), labels.shape)
+        from morphoscope.io.images import read_class_planes
+
+        planes = read_class_planes(job["by_class_path"], shape=labels.shape)
         lp = Path(job["by_class_path"])
     try:
         tables = [measure_labels(
@@ -585,23 +587,6 @@ def _measure_one(job: dict) -> pd.DataFrame:
         if job.get("scores") is not None and ("no score for" in message or "no class for" in message):
             message += f": the label image holds objects that {PREDICTIONS_JSON} does not describe"
         raise InputError(message, path=exc.path or lp) from None
-
-
-def read_class_planes(path: Path, shape) -> np.ndarray:
-    """``NAME_labels_by_class.tif`` of a prediction folder: ``(K, H, W)``, plane ``k - 1``
-    holding the objects of class ``k`` whole (objects of different classes may overlap), under
-    the numbers of ``NAME_labels.tif`` and ``predictions.json``."""
-    import tifffile
-
-    try:
-        planes = tifffile.imread(path)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is an input problem
-        raise InputError(f"cannot read per-class label planes ({type(exc).__name__}: {exc})",
-                         path=path) from None
-    if planes.ndim != 3 or planes.shape[1:] != tuple(shape):
-        raise InputError(f"expected per-class label planes (K, {shape[0]}, {shape[1]}), got shape "
-                         f"{planes.shape}", path=path)
-    return planes
 
 
 def _measure_or_skip(job: dict) -> pd.DataFrame | tuple[str, str]:
