@@ -18,6 +18,7 @@ set, as a user would pass it) and ``off`` (input scale). ``timing`` measures CPU
     .venv/bin/python bench/eval_generalist.py eval runs/nuclei_gen_a --sets all --modes auto,given
     .venv/bin/python bench/eval_generalist.py timing nuclei --threads 2 --n 10
     .venv/bin/python bench/eval_generalist.py tune runs/nuclei_gen_a --out runs/nuclei_gen_a/tuned.pt
+    .venv/bin/python bench/eval_generalist.py eval runs/nuclei_gen_a/tuned.pt --calibrate-size runs/nuclei_gen_a/tuned_cal.pt
 
 ``tune`` runs the network once per validation image (at the image's GT diameter, so that
 post-processing is chosen apart from the size estimate) and searches the probability threshold,
@@ -199,6 +200,7 @@ def cmd_eval(args) -> None:
     modes = args.modes.split(",")
     options = {k: v for k, v in (("tta", args.tta), ("threshold", args.threshold)) if v is not None}
     report = {"model": str(args.model), "machine": machine(), "options": options, "results": {}}
+    all_ratios: list[float] = []  # size estimate / GT median diameter, validation images
     for name in sets:
         items = set_items(name, args.max_images)
         diam = float(np.median([_median_diameter(it["labels"]) for it in items if it["labels"].any()]))
@@ -209,6 +211,7 @@ def cmd_eval(args) -> None:
             res["given_diameter"] = diam if mode == "given" else None
             ratio = [d["diameter"] / d["gt_diameter"] for d in details if d["diameter"] and d["gt_diameter"]]
             if mode == "auto" and ratio:
+                all_ratios += ratio if name in ("bbbc039", "dsb2018") else []
                 res["estimate_over_gt_median"] = float(np.median(ratio))
                 res["estimate_within_15pct"] = float(np.mean([abs(r - 1) <= 0.15 for r in ratio]))
             res["images_with_warnings"] = sum(1 for d in details if d["warnings"])
@@ -218,9 +221,36 @@ def cmd_eval(args) -> None:
                 print(line(f"  {g}", r), flush=True)
             if args.details:
                 report["results"][f"{name}/{mode}"]["details"] = details
+    if args.calibrate_size:
+        write_size_calibration(args.model, args.calibrate_size, all_ratios, bundle.extra)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")
+
+
+def write_size_calibration(model, out, ratios, extra) -> None:
+    """A copy of the checkpoint whose size estimates are divided by the median estimate / GT
+    diameter ratio of the validation images just scored (``extra.diameter_calibration``)."""
+    import io
+
+    import torch
+
+    from morphoscope.io.atomic import atomic_write
+    from morphoscope.models.checkpoint import read_checkpoint, resolve_model_path
+
+    if not ratios:
+        sys.exit("no size estimates to calibrate with: run --modes auto")
+    bias = float(np.median(ratios))
+    _, path = resolve_model_path(model)
+    ckpt = read_checkpoint(path)
+    old = float(extra.get("diameter_calibration", 1.0))
+    ckpt.setdefault("extra", {})["diameter_calibration"] = old / bias
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    with atomic_write(out) as fh:
+        fh.write(buf.getvalue())
+    print(f"size estimate / GT median over {len(ratios)} validation images: {bias:.3f}; "
+          f"diameter_calibration {old:.4f} -> {old / bias:.4f}; wrote {out}")
 
 
 def line(name, r) -> str:
@@ -421,6 +451,8 @@ def main(argv=None) -> int:
     e.add_argument("--threshold", type=float, default=None)
     e.add_argument("--details", action="store_true")
     e.add_argument("--out")
+    e.add_argument("--calibrate-size", metavar="CKPT", help="also write a copy of the model whose size estimate is "
+                   "corrected by the median estimate/GT ratio on the bbbc039 and dsb2018 sets scored (auto mode)")
     t = sub.add_parser("tune")
     t.add_argument("model")
     t.add_argument("--out")

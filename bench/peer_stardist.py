@@ -62,6 +62,9 @@ DATA = PROJECT.parent / "shared" / "data"
 SPLITS = PROJECT / "configs" / "splits"
 MAIN_PYTHON = PROJECT / ".venv" / "bin" / "python"
 EVAL_SETS = ("bbbc039", "dsb2018")
+#: BBBC039 validation changed as a user's microscope changes it (bench/eval_generalist.py's
+#: variants: x0.5 / x2 rescaled, inverted), on the first ``--variant-images`` images (evenly spaced)
+VARIANT_SETS = ("bbbc039_x0.5", "bbbc039_x2", "bbbc039_inv")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +315,31 @@ def _gt_folder(items: list[dict], folder: Path) -> Path:
     return folder
 
 
+def _variant_folder(items: list[dict], kind: str, folder: Path) -> tuple[Path, dict]:
+    """A GT folder of the BBBC039 ``items`` changed by ``kind`` (``x0.5``, ``x2``, ``inv``) exactly
+    as bench/eval_generalist.py changes them for morphoscope's model; returns it and the changed
+    images by name."""
+    import shutil
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    sys.path.insert(0, str(PROJECT / "bench"))
+    from eval_generalist import variant
+
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    images = {}
+    for it in items:
+        changed = variant({"image": read_image(it), "labels": read_labels(it)}, kind)
+        images[it["name"]] = changed["image"]
+        tifffile.imwrite(folder / "images" / f"{it['name']}.tif", changed["image"])
+        Image.fromarray(changed["labels"].astype(np.uint16)).save(folder / "labels" / f"{it['name']}.png")
+    return folder, images
+
+
 def predict(args) -> dict:
     _set_threads(args.threads)
     import numpy as np
@@ -322,16 +350,23 @@ def predict(args) -> dict:
     n_channel = model.config.n_channel_in
     report = {"threads": args.threads, "thresholds": dict(model.thresholds._asdict()),
               "versions": _versions(), "sets": {}}
+    if (args.out / "predict.json").is_file():  # sets predicted before stay (predict one set at a time)
+        report["sets"] = json.loads((args.out / "predict.json").read_text())["sets"]
     for name in args.sets:
-        items = (bbbc039_items(args.data, "validation") if name == "bbbc039"
-                 else dsb2018_items(args.data, "val"))
-        items = _spaced_by_modality(items, args.max_val_images)
         pred_dir = args.out / "pred" / name
         pred_dir.mkdir(parents=True, exist_ok=True)
-        gt_dir = _gt_folder(items, args.out / "gt" / name)
+        if name in VARIANT_SETS:
+            items = _spaced(bbbc039_items(args.data, "validation"), args.variant_images)
+            gt_dir, images = _variant_folder(items, name.split("_", 1)[1], args.out / "gt" / name)
+        else:
+            items = (bbbc039_items(args.data, "validation") if name == "bbbc039"
+                     else dsb2018_items(args.data, "val"))
+            items = _spaced_by_modality(items, args.max_val_images)
+            gt_dir = _gt_folder(items, args.out / "gt" / name)
+            images = None
         scores, timing = {}, []
         for it in items:
-            x = prepare_input(read_image(it), n_channel)
+            x = prepare_input(images[it["name"]] if images else read_image(it), n_channel)
             cpu, wall = time.process_time(), time.perf_counter()
             labels, details = model.predict_instances(x, n_tiles=model._guess_n_tiles(x),
                                                       show_tile_progress=False)
@@ -511,9 +546,12 @@ def main(argv=None) -> int:
     train_opts.add_argument("--seed", type=int, default=42)
     predict_opts = argparse.ArgumentParser(add_help=False)
     predict_opts.add_argument("--sets", default=",".join(EVAL_SETS),
-                              help="validation sets to predict: bbbc039, dsb2018")
+                              help="validation sets to predict: bbbc039, dsb2018 and the changed BBBC039 "
+                                   "sets " + ", ".join(VARIANT_SETS))
     predict_opts.add_argument("--max-val-images", type=int, default=None,
                               help="at most this many images per validation set (smoke tests)")
+    predict_opts.add_argument("--variant-images", type=int, default=20,
+                              help=f"images of the changed BBBC039 sets ({', '.join(VARIANT_SETS)})")
     sub.add_parser("train", parents=[common, train_opts])
     sub.add_parser("predict", parents=[common, predict_opts])
     sub.add_parser("score", parents=[common])
@@ -525,9 +563,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if hasattr(args, "sets"):
         args.sets = [s for s in args.sets.split(",") if s]
-        unknown = set(args.sets) - set(EVAL_SETS)
+        unknown = set(args.sets) - set(EVAL_SETS + VARIANT_SETS)
         if unknown:
-            parser.error(f"unknown validation sets {sorted(unknown)}; known: {EVAL_SETS}")
+            parser.error(f"unknown validation sets {sorted(unknown)}; known: {EVAL_SETS + VARIANT_SETS}")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step == "train":
         train(args)
