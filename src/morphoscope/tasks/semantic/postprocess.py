@@ -69,20 +69,26 @@ def instances_from_probs(probs: np.ndarray, aux: np.ndarray | None, *, kind: str
         labels = seeded_watershed(fg, aux, kind=kind, seed_threshold=seed_threshold, min_size=min_size,
                                   distance_threshold=distance_threshold, seeds=seeds)
     labels = relabel(remove_small(labels, min_size)).astype(np.int32)
+    label_classes, scores = classes_and_scores(labels, probs, cls)
+    return labels, label_classes, scores
+
+
+def classes_and_scores(labels: np.ndarray, probs: np.ndarray, cls: np.ndarray):
+    """Per label (index = label, 0 unused) of a 2D or 3D label image: its class, the majority of
+    its pixels' most probable classes ``cls``, and its score, the mean foreground probability."""
     n = int(labels.max(initial=0))
     label_classes = np.zeros(n + 1, np.int64)
     scores = np.zeros(n + 1, np.float32)
     if n:
         idx = np.arange(1, n + 1)
-        fgp = 1.0 - probs[0]
-        scores[1:] = ndimage.mean(fgp, labels, idx)
+        scores[1:] = ndimage.mean(1.0 - probs[0].astype(np.float32), labels, idx)
         k = probs.shape[0] - 1
         if k == 1:
             label_classes[1:] = 1
         else:
             votes = np.stack([ndimage.sum(cls == c, labels, idx) for c in range(1, k + 1)])
             label_classes[1:] = votes.argmax(0) + 1
-    return labels, label_classes, scores
+    return label_classes, scores
 
 
 def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "mask",

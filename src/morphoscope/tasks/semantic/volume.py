@@ -106,7 +106,7 @@ def volume_instances(probs: np.ndarray, aux: np.ndarray | None, *, kind: str = "
     0 unused) from stacked class probabilities ``probs`` (K+1, Z, H, W) and the stacked extra
     map(s) ``aux`` ((Z, H, W), or (2, Z, H, W) for ``boundary+distance``); see the module
     docstring. ``method="components"`` labels the 3D connected pieces of each class instead."""
-    from morphoscope.tasks.semantic.postprocess import relabel
+    from morphoscope.tasks.semantic.postprocess import classes_and_scores, relabel
 
     fgp = 1.0 - probs[0].astype(np.float32)
     fg = fgp >= threshold
@@ -131,16 +131,5 @@ def volume_instances(probs: np.ndarray, aux: np.ndarray | None, *, kind: str = "
                 weight = aux
         labels = seeded_watershed_3d(fg, weight=weight, markers=markers, z_ratio=z_ratio, seed_h=seed_h)
     labels = relabel(remove_small_3d(labels, min_volume)).astype(np.int32)
-    n = int(labels.max(initial=0))
-    label_classes = np.zeros(n + 1, np.int64)
-    scores = np.zeros(n + 1, np.float32)
-    if n:
-        idx = np.arange(1, n + 1)
-        scores[1:] = ndimage.mean(fgp, labels, idx)
-        k = probs.shape[0] - 1
-        if k == 1:
-            label_classes[1:] = 1
-        else:
-            votes = np.stack([ndimage.sum(cls == c, labels, idx) for c in range(1, k + 1)])
-            label_classes[1:] = votes.argmax(0) + 1
+    label_classes, scores = classes_and_scores(labels, probs, cls)
     return labels, label_classes, scores
