@@ -15,7 +15,7 @@ def test_shipped_model_card():
     cards = {c["name"]: c for c in list_models()}
     card = cards["nuclei"]  # the generalist (docs/models.md): any modality and scale
     assert card["task"] == "semantic" and card["classes"] == ["nucleus"]
-    assert card["metrics"]["bbbc039/f1@0.5"] >= 0.85 and card["metrics"]["dsb2018/f1@0.5"] >= 0.7
+    assert card["metrics"]["bbbc039/f1@0.5"] >= 0.91 and card["metrics"]["dsb2018/f1@0.5"] >= 0.80
     old = cards["nuclei-maskrcnn"]  # the earlier BBBC039-only model stays available by name
     assert old["task"] == "instance" and old["metrics"]["f1@0.5"] >= 0.90 and old["metrics"]["images"] == 50
 
@@ -40,7 +40,7 @@ def test_demo_outputs_and_accuracy(demo_run, samples_dir):
     # the shipped model really segments nuclei: 424 annotated nuclei in the three samples
     m = result["matching"]["0.5"]
     assert m["tp"] + m["fn"] == 424
-    assert m["f1"] > 0.85, m
+    assert m["f1"] > 0.89, m  # 0.912 when shipped (docs/models.md)
 
 
 def test_demo_coco_ap_equals_pycocotools_run_directly(demo_run, samples_dir):
