@@ -461,7 +461,7 @@ def _headline(result: dict) -> dict:
             "images_without_objects": result["images_without_objects"]}
 
 
-def score(args) -> dict:
+def score(args, peer: str = "stardist") -> dict:
     import warnings
 
     sys.path.insert(0, str(PROJECT / "src"))
@@ -472,13 +472,13 @@ def score(args) -> dict:
     train_info = {}
     if (args.out / "train.json").is_file():
         train_info = json.loads((args.out / "train.json").read_text())
-    summary = {"peer": "stardist", "train": train_info.get("train"),
+    summary = {"peer": peer, "train": train_info.get("train"),
                "train_cpu_seconds": train_info.get("cpu_seconds"),
                "thresholds": report["thresholds"], "versions": report["versions"], "sets": {}}
     for name, entry in report["sets"].items():
         pred_dir, gt_dir = Path(entry["pred"]), Path(entry["gt"])
         _write_predictions_json(pred_dir, list(entry["modality"]),
-                                {"model": "stardist (peer baseline)", **report["versions"]})
+                                {"model": f"{peer} (peer baseline)", **report["versions"]})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = evaluate(pred_dir, gt_dir)
@@ -498,7 +498,7 @@ def score(args) -> dict:
                         "per_image": {"f1@0.5": s["per_image_mean"]["0.5"]["f1"],
                                       "ap@0.9": s["per_image_mean"]["0.9"]["ap"]}}
         summary["sets"][name] = out
-    path = args.out / "peer_stardist.json"
+    path = args.out / f"peer_{peer}.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     print(f"\nwrote {path}")
@@ -508,7 +508,7 @@ def score(args) -> dict:
 def format_summary(summary: dict) -> str:
     head = (f"{'set':<24} {'images':>6} {'F1@0.5':>7} {'AP@0.9':>7} {'F1@0.5':>7} {'AP@0.9':>7} "
             f"{'DSB':>6} {'maskAP':>7}")
-    lines = [f"StarDist peer (trained on {summary['train']}); pooled | mean per image",
+    lines = [f"{summary['peer']} peer (trained on {summary['train']}); pooled | mean per image",
              head]
     for name, s in summary["sets"].items():
         lines.append(f"{name:<24} {s['images']:>6} {s['pooled']['f1@0.5']:>7.3f} "
