@@ -8,9 +8,9 @@ from the JSON files their benchmarks wrote (nothing is run again):
 
 ``--ours``: ``bench/eval_generalist.py eval --out`` files (the ``auto`` rows: the model's own size
 estimate, as ``morphoscope predict`` runs by default); ``--peer``: ``bench/peer_stardist.py``'s
-``peer_stardist.json``. Prints a Markdown table: pooled F1@0.5 and AP@0.9 (TP/(TP+FP+FN) at IoU
+``peer_stardist.json`` (and ``bench/peer_cellpose.py``'s ``peer_cellpose.json``). Prints a Markdown table: pooled F1@0.5 and AP@0.9 (TP/(TP+FP+FN) at IoU
 0.9), the mean per-image F1@0.5 and the DSB score (per-image mean AP over IoU 0.5:0.95); a row
-is marked where the peer is ahead.
+is marked where a peer is ahead.
 """
 
 from __future__ import annotations
@@ -57,42 +57,45 @@ def peer_row(sets: dict, name: str, modality: str | None) -> dict | None:
             "per_image_f1@0.5": s["per_image"]["f1@0.5"], "dsb_score": s["dsb_score"]}
 
 
-def cell(a, b) -> str:
-    if a is None and b is None:
+def cell(a, peers) -> str:
+    if a is None and all(b is None for b in peers):
         return "–"
-    fa = "–" if a is None else f"{a:.3f}"
-    fb = "–" if b is None else f"{b:.3f}"
-    lead = a is not None and b is not None and b > a
-    return f"{fa} / {fb}" + (" ◀" if lead else "")
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lead = a is not None and any(b is not None and b > a for b in peers)
+    return " / ".join([fmt(a)] + [fmt(b) for b in peers]) + (" ◀" if lead else "")
 
 
-def table(ours: dict, peer: dict) -> str:
+def table(ours: dict, peers: list[dict]) -> str:
     lines = ["| set (images) | F1@0.5 | AP@0.9 | per-image F1@0.5 | DSB score |",
              "|---|---|---|---|---|"]
     for label, key, group, pset, modality in ROWS:
-        a, b = ours_row(ours, key, group), peer_row(peer.get("sets", {}), pset, modality)
-        if a is None and b is None:
+        a = ours_row(ours, key, group)
+        bs = [peer_row(peer.get("sets", {}), pset, modality) for peer in peers]
+        if a is None and all(b is None for b in bs):
             continue
-        n = (a or b)["images"]
-        lines.append(f"| {label} ({n}) | " + " | ".join(cell((a or {}).get(m), (b or {}).get(m)) for m in METRICS)
-                     + " |")
+        n = (a or next(b for b in bs if b))["images"]
+        lines.append(f"| {label} ({n}) | " + " | ".join(
+            cell((a or {}).get(m), [(b or {}).get(m) for b in bs]) for m in METRICS) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ours", nargs="+", type=Path, required=True)
-    ap.add_argument("--peer", type=Path, required=True)
+    ap.add_argument("--peer", nargs="+", type=Path, required=True, help="peer_stardist.json, peer_cellpose.json, ...")
     args = ap.parse_args(argv)
     results: dict = {}
     for p in args.ours:
         results.update(json.loads(p.read_text())["results"])
-    peer = json.loads(args.peer.read_text())
-    cpu = peer.get("train_cpu_seconds")
-    cpu = cpu.get("train") if isinstance(cpu, dict) else cpu
-    print(f"morphoscope `nuclei` / StarDist (trained on {peer.get('train')}, "
-          f"{f'{cpu:.0f}' if cpu else '?'} CPU-s in its training loop); ◀ = the peer is ahead\n")
-    print(table(results, peer))
+    peers = [json.loads(p.read_text()) for p in args.peer]
+    names = []
+    for peer in peers:
+        cpu = peer.get("train_cpu_seconds")
+        cpu = cpu.get("train") if isinstance(cpu, dict) else cpu
+        names.append(f"{peer.get('peer', 'peer')} (trained on {peer.get('train')}, "
+                     f"{f'{cpu:.0f}' if cpu else '?'} CPU-s in its training loop)")
+    print(f"morphoscope `nuclei` / {' / '.join(names)}; ◀ = a peer is ahead\n")
+    print(table(results, peers))
 
 
 if __name__ == "__main__":
