@@ -15,5 +15,5 @@ test -x "$PEER/bin/python" || "$PYTHON" -m venv "$PEER"
 echo '*' > "$PEER/.gitignore"  # never committed
 "$PEER/bin/python" -m pip install -q --upgrade pip
 # shellcheck disable=SC2086
-"$PEER/bin/python" -m pip install -q $TORCH_SPEC $CELLPOSE_SPEC pillow
+"$PEER/bin/python" -m pip install -q $TORCH_SPEC $CELLPOSE_SPEC pillow scikit-image
 "$PEER/bin/python" -c "import cellpose, torch; from cellpose import version; print(f'cellpose venv ready: cellpose {version}, torch {torch.__version__}')"
