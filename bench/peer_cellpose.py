@@ -170,7 +170,7 @@ def predict(args) -> None:
         cpu = [t["cpu_seconds"] for t in timing]
         print(f"{name}: predicted {len(items)} images at diameter {diameter:.1f} px, {sum(cpu):.1f} CPU s",
               flush=True)
-    (args.out / "predict.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "predict.json").write_text(json.dumps(report, indent=2) + "\n")  # after each set
 
 
 def read_gt_png(path):
