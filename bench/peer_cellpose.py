@@ -40,14 +40,11 @@ from peer_stardist import (  # noqa: E402
     DATA,
     EVAL_SETS,
     VARIANT_SETS,
-    _gt_folder,
-    _spaced,
-    _spaced_by_modality,
-    _variant_folder,
     bbbc039_items,
     dsb2018_items,
     read_image,
     read_labels,
+    validation_set,
 )
 
 
@@ -139,17 +136,9 @@ def predict(args) -> None:
     for name in args.sets:
         pred_dir = args.out / "pred" / name
         pred_dir.mkdir(parents=True, exist_ok=True)
-        if name in VARIANT_SETS:
-            items = _spaced(bbbc039_items(args.data, "validation"), args.variant_images)
-            gt_dir, images = _variant_folder(items, name.split("_", 1)[1], args.out / "gt" / name)
-            gts = {it["name"]: read_gt_png(gt_dir / "labels" / f"{it['name']}.png") for it in items}
-        else:
-            items = (bbbc039_items(args.data, "validation") if name == "bbbc039"
-                     else dsb2018_items(args.data, "val"))
-            items = _spaced_by_modality(items, args.max_val_images)
-            gt_dir = _gt_folder(items, args.out / "gt" / name)
-            images = None
-            gts = {it["name"]: read_labels(it) for it in items}
+        items, gt_dir, images = validation_set(args, name)
+        gts = ({it["name"]: read_gt_png(gt_dir / "labels" / f"{it['name']}.png") for it in items} if images
+               else {it["name"]: read_labels(it) for it in items})
         diameters = [d for d in (_median_diameter(g) for g in gts.values()) if d]
         diameter = float(np.median(diameters))
         scores, timing = {}, []

@@ -340,6 +340,18 @@ def _variant_folder(items: list[dict], kind: str, folder: Path) -> tuple[Path, d
     return folder, images
 
 
+def validation_set(args, name: str) -> tuple[list[dict], Path, dict | None]:
+    """The items of validation set ``name``, its GT folder (made under ``OUT/gt``) and, for the
+    changed BBBC039 sets, their changed images by name (None: read each item's own file)."""
+    if name in VARIANT_SETS:
+        items = _spaced(bbbc039_items(args.data, "validation"), args.variant_images)
+        gt_dir, images = _variant_folder(items, name.split("_", 1)[1], args.out / "gt" / name)
+        return items, gt_dir, images
+    items = bbbc039_items(args.data, "validation") if name == "bbbc039" else dsb2018_items(args.data, "val")
+    items = _spaced_by_modality(items, args.max_val_images)
+    return items, _gt_folder(items, args.out / "gt" / name), None
+
+
 def predict(args) -> dict:
     _set_threads(args.threads)
     import numpy as np
@@ -355,15 +367,7 @@ def predict(args) -> dict:
     for name in args.sets:
         pred_dir = args.out / "pred" / name
         pred_dir.mkdir(parents=True, exist_ok=True)
-        if name in VARIANT_SETS:
-            items = _spaced(bbbc039_items(args.data, "validation"), args.variant_images)
-            gt_dir, images = _variant_folder(items, name.split("_", 1)[1], args.out / "gt" / name)
-        else:
-            items = (bbbc039_items(args.data, "validation") if name == "bbbc039"
-                     else dsb2018_items(args.data, "val"))
-            items = _spaced_by_modality(items, args.max_val_images)
-            gt_dir = _gt_folder(items, args.out / "gt" / name)
-            images = None
+        items, gt_dir, images = validation_set(args, name)
         scores, timing = {}, []
         for it in items:
             x = prepare_input(images[it["name"]] if images else read_image(it), n_channel)

@@ -17,7 +17,6 @@ Whatever goes wrong in a sub-command ends as one line on stderr, never a traceba
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import sys
 import traceback
@@ -118,21 +117,24 @@ def _root() -> None:
     """morphoscope: instance segmentation, morphology and reports for microscopy images."""
 
 
-# Sub-command modules; each defines register(app). A module that is missing (feature not built
-# yet) is skipped so the rest of the CLI keeps working.
-COMMAND_MODULES = [
-    "demo", "train", "predict", "evaluate", "convert", "measure", "report",
-    "tune", "compare", "serve", "models", "export",
-]
+# One module per command, each with register(app); imported here after `app` exists.
+from morphoscope.cli import (  # noqa: E402
+    compare,
+    convert,
+    demo,
+    evaluate,
+    export,
+    measure,
+    models,
+    predict,
+    report,
+    serve,
+    train,
+    tune,
+)
 
-for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"morphoscope.cli.{_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"morphoscope.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+for _module in (demo, train, predict, evaluate, convert, measure, report, tune, compare, serve, models, export):
+    _module.register(app)
 
 
 def main() -> None:

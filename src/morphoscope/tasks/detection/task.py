@@ -74,9 +74,7 @@ class DetectionInference(Inference):
         self.threshold = self.model_threshold if score_threshold is None else float(score_threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise InputError(f"score threshold must be in [0, 1], got {self.threshold}")
-        self.block_size = int(block_size or inf.block_size)
-        self.block_margin = int(inf.block_margin if block_margin is None else block_margin)
-        self.batch_size = int(batch_size or inf.batch_size)
+        self.use_windows(inf, block_size=block_size, block_margin=block_margin, batch_size=batch_size)
         self.min_side = 16
 
     def prepare(self, window, stats):

@@ -123,7 +123,12 @@ def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "m
     seeds, n = ndimage.label(seeds_mask)
     if kind in ("boundary", "distance", "boundary+distance") and aux is not None:  # h-maxima are often single pixels
         seeds = remove_small(seeds, min_size)  # specks in the border band would become slivers
-    # pieces of the mask without any seed keep their own label (they would vanish otherwise)
+    return watershed(elevation, with_orphan_seeds(seeds, mask), mask=mask).astype(np.int32)
+
+
+def with_orphan_seeds(seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``seeds`` plus one new seed for each piece of ``mask`` (2D or 3D) that holds none: such
+    pieces keep their own label instead of vanishing in the watershed."""
     cc, k = ndimage.label(mask)
     if k:
         seeded = np.zeros(k + 1, bool)
@@ -132,4 +137,4 @@ def seeded_watershed(mask: np.ndarray, aux: np.ndarray | None, *, kind: str = "m
         if orphan.any():
             extra, _ = ndimage.label(orphan)
             seeds = np.where(extra > 0, extra + seeds.max(initial=0), seeds)
-    return watershed(elevation, seeds, mask=mask).astype(np.int32)
+    return seeds

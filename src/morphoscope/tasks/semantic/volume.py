@@ -87,16 +87,9 @@ def seeded_watershed_3d(mask: np.ndarray, *, weight: np.ndarray | None = None, m
         seeds = np.where(mask, seeds, 0)
     else:
         seeds = ndimage.label(h_maxima_regions(centre, seed_h) & mask)[0]
-    # pieces of the mask without any seed keep their own label (they would vanish otherwise)
-    cc, k = ndimage.label(mask)
-    if k:
-        seeded = np.zeros(k + 1, bool)
-        seeded[np.unique(cc[seeds > 0])] = True
-        orphan = ~seeded[cc] & mask
-        if orphan.any():
-            extra, _ = ndimage.label(orphan)
-            seeds = np.where(extra > 0, extra + seeds.max(initial=0), seeds)
-    return watershed(-centre, seeds.astype(np.int32), mask=mask).astype(np.int32)
+    from morphoscope.tasks.semantic.postprocess import with_orphan_seeds
+
+    return watershed(-centre, with_orphan_seeds(seeds, mask).astype(np.int32), mask=mask).astype(np.int32)
 
 
 def volume_instances(probs: np.ndarray, aux: np.ndarray | None, *, kind: str = "mask", threshold: float = 0.5,
